@@ -1,0 +1,179 @@
+"""``alexnet`` command line: one subcommand per task, each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import AlexNetError
+from .models import list_models, model_info
+
+EPILOG = "Run `alexnet COMMAND --help` for the options of a command."
+
+
+def _models_help() -> str:
+    return "; ".join(f"{n}: {model_info(n).summary}" for n in list_models())
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    width = max(map(len, list_models()))
+    for name in list_models():
+        info = model_info(name)
+        print(f"{name:<{width}}  {info.image_size:>3}px  {info.summary}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .models import get_model
+    from .tasks.summary import format_summary, summarize
+
+    model = get_model(args.arch, num_classes=args.num_classes)
+    size = args.image_size or model_info(args.arch).image_size
+    if size < model.min_input_size:
+        raise AlexNetError(f"--image-size {size} is below {args.arch}'s minimum of {model.min_input_size}")
+    title = f"{args.arch}: input (N, 3, {size}, {size}), {args.num_classes} classes"
+    print(format_summary(summarize(model, size), title))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.config import TrainConfig, from_namespace
+    from .engine.train import fit
+
+    fit(from_namespace(TrainConfig, args))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .tasks.evaluate import evaluate_checkpoint
+
+    ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size, args.workers)
+    r = ev.result
+    print(f"{args.checkpoint} on {ev.data} [{ev.split}, {r.images} images, centre crop]")
+    print(f"  loss   {r.loss:.4f}")
+    print(f"  top-1  accuracy {r.top1:.2%}  error {1 - r.top1:.2%}")
+    print(f"  top-5  accuracy {r.top5:.2%}  error {1 - r.top5:.2%}")
+    if args.json:
+        report = {"checkpoint": str(args.checkpoint), "data": ev.data, "split": ev.split, **r.as_dict()}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"  written to {args.json}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .tasks.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, resolve_device(args.device))
+    failures = 0
+    for p in predictor.predict(args.images, top_k=args.top_k):
+        if p.error:
+            failures += 1
+            print(f"{p.path}: {p.error}", file=sys.stderr)
+            continue
+        print(p.path)
+        for name, prob in p.top:
+            print(f"  {prob:7.2%}  {name}")
+    return 1 if failures else 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .tasks.prepare import digits_to_folders
+
+    counts = digits_to_folders(args.to_folders)
+    print(f"wrote digits to {args.to_folders}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine.config import TrainConfig, add_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="AlexNet (Krizhevsky et al., 2012): the paper's network and recipe, and the workflow around it.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("models", help="list the model variants", description="List the registered AlexNet variants.")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "summary",
+        help="layer table with output shapes, parameters and multiply-accumulates",
+        description="Print each layer's output shape, parameters and multiply-accumulates, then the totals, "
+        "counting BatchNorm running statistics as non-trainable parameters as Keras does.",
+    )
+    p.add_argument("--arch", required=True, choices=list_models(), help=_models_help())
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: the variant's own)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classes of fc8 (default: 1000)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model from scratch",
+        description="Train an AlexNet variant with SGD. The run folder gets config.json, metrics.csv and "
+        "checkpoints/last.pt and best.pt (best validation top-1); checkpoints carry everything "
+        "evaluate and predict need.",
+    )
+    add_arguments(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="loss, top-1 and top-5 accuracy and error of a checkpoint",
+        description="Evaluate a checkpoint with the preprocessing it was trained with (centre crop).",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
+    p.add_argument("--data", required=True, help="'digits' or a folder, as for train")
+    p.add_argument("--split", choices=("train", "val", "test"), help="default: test if the source has one, else val")
+    p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    p.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes for image files",
+        description="Print the top-k class names and probabilities for each image. "
+        "An unreadable image is reported and the rest are still predicted (exit status 1).",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
+    p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "prepare",
+        help="write a built-in dataset out as image folders",
+        description="Write a built-in dataset as DST/{train,val,test}/<class>/*.png, with the same split "
+        "that `--data NAME` uses.",
+    )
+    p.add_argument("dataset", choices=("digits",), help="the built-in dataset to write")
+    p.add_argument("--to-folders", required=True, metavar="DST", help="an empty or new folder")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AlexNetError as e:
+        print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"alexnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

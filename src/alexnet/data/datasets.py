@@ -1,0 +1,180 @@
+"""Data sources: ``digits`` (ships with scikit-learn) and folders of class subfolders.
+
+``open_source`` turns what the user passed to ``--data`` into train/val(/test) datasets,
+their class names and the preprocessing that suits them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+
+from ..errors import AlexNetError
+from .transforms import Preprocess, eval_transform, train_transform
+
+# Splits that are not given on disk are drawn with this seed, not the training
+# seed, so that every run (and `evaluate`) sees the same held-out images.
+SPLIT_SEED = 0
+DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train, val, test of scikit-learn's 1,797 digits
+
+
+class DataError(AlexNetError):
+    """A data source that cannot be used; the message says what is wrong and how to fix it."""
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    class_names: list[str]
+    preprocess: Preprocess
+    description: str
+
+    def get(self, name: str) -> Dataset:
+        ds = {"train": self.train, "val": self.val, "test": self.test}[name]
+        if ds is None:
+            raise DataError(f"this data source has no '{name}' split (it has: {', '.join(self.available)})")
+        return ds
+
+    @property
+    def available(self) -> list[str]:
+        return [n for n in ("train", "val", "test") if getattr(self, n) is not None]
+
+    @property
+    def default_eval_split(self) -> str:
+        return "test" if self.test is not None else "val"
+
+
+class ArrayImages(Dataset):
+    """uint8 images ``(N, H, W)`` or ``(N, H, W, 3)`` held in memory, as PIL images through ``transform``."""
+
+    def __init__(self, images: np.ndarray, labels: Sequence[int], transform: Callable):
+        self.images, self.labels, self.transform = images, np.asarray(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+class TransformedSubset(Dataset):
+    """``indices`` of ``base`` (an ImageFolder without transform) through ``transform``."""
+
+    def __init__(self, base: ImageFolder, indices: Sequence[int], transform: Callable):
+        self.base, self.indices, self.transform = base, list(indices), transform
+        self.targets = [base.targets[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.base[self.indices[i]]
+        return self.transform(image), label
+
+
+def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int = SPLIT_SEED) -> list[list[int]]:
+    """Indices for each fraction, class by class, so every split keeps the class balance."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    bounds = np.cumsum(fractions)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(bounds * len(idx)).astype(int)
+        for k, (lo, hi) in enumerate(zip([0, *cuts[:-1]], cuts)):
+            parts[k].extend(idx[lo:hi].tolist())
+    return [sorted(p) for p in parts]
+
+
+def digits_images() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits as uint8 images (0-255), labels, names."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)  # pixel values are 0..16
+    return images, d.target, [str(c) for c in d.target_names]
+
+
+def open_digits(image_size: int, preprocess: Preprocess | None) -> Splits:
+    images, labels, names = digits_images()
+    train_idx, val_idx, test_idx = stratified_split(labels, DIGITS_FRACTIONS)
+    if preprocess is None:
+        train_pixels = images[train_idx] / 255.0
+        mean, std = float(train_pixels.mean()), float(train_pixels.std())
+        # Digits are upsampled (8 px -> image_size) rather than cropped, and a mirrored
+        # digit is a different symbol, so no flips.
+        preprocess = Preprocess(crop=image_size, resize=image_size, mean=(mean,) * 3, std=(std,) * 3, flip=False)
+    train_t, eval_t = train_transform(preprocess), eval_transform(preprocess)
+    return Splits(
+        train=ArrayImages(images[train_idx], labels[train_idx], train_t),
+        val=ArrayImages(images[val_idx], labels[val_idx], eval_t),
+        test=ArrayImages(images[test_idx], labels[test_idx], eval_t),
+        class_names=names,
+        preprocess=preprocess,
+        description=f"digits (scikit-learn, 8x8 upsampled to {preprocess.crop}): "
+        f"{len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test",
+    )
+
+
+def _image_folder(path: Path) -> ImageFolder:
+    try:
+        return ImageFolder(str(path))
+    except FileNotFoundError as e:
+        # torchvision says "Couldn't find any class folder" or "Found no valid file for the classes ..."
+        raise DataError(f"{path}: {e}; expected {path}/<class name>/<image files>") from None
+
+
+def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
+    preprocess = preprocess or Preprocess.for_size(image_size)
+    train_t, eval_t = train_transform(preprocess), eval_transform(preprocess)
+    if (root / "train").is_dir():
+        train = _image_folder(root / "train")
+        if not (root / "val").is_dir():
+            raise DataError(f"{root}: has train/ but no val/; add val/<class>/... or point --data at a folder of class folders")
+        val = _image_folder(root / "val")
+        test = _image_folder(root / "test") if (root / "test").is_dir() else None
+        for name, other in (("val", val), ("test", test)):
+            if other is not None and other.classes != train.classes:
+                raise DataError(
+                    f"{root}: {name}/ has classes {other.classes} but train/ has {train.classes}; "
+                    "every split needs the same class folders"
+                )
+        splits = [TransformedSubset(train, range(len(train)), train_t), TransformedSubset(val, range(len(val)), eval_t)]
+        splits.append(TransformedSubset(test, range(len(test)), eval_t) if test else None)
+        how = "train/ val/" + (" test/" if test else "")
+        classes = train.classes
+    else:
+        if not 0.0 < val_split < 1.0:
+            raise DataError(f"--val-split must be between 0 and 1 to split {root}, got {val_split}")
+        full = _image_folder(root)
+        train_idx, val_idx = stratified_split(full.targets, (1.0 - val_split, val_split))
+        if not train_idx or not val_idx:
+            raise DataError(f"{root}: too few images ({len(full)}) to split off {val_split:.0%} for validation")
+        splits = [TransformedSubset(full, train_idx, train_t), TransformedSubset(full, val_idx, eval_t), None]
+        how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
+        classes = full.classes
+    train, val, test = splits
+    sizes = ", ".join(f"{len(d)} {n}" for n, d in zip(("train", "val", "test"), splits) if d is not None)
+    return Splits(train, val, test, classes, preprocess, f"{root} ({how}): {len(classes)} classes, {sizes}")
+
+
+def open_source(
+    source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None
+) -> Splits:
+    """Open ``--data``: ``digits`` or a folder. ``preprocess`` (from a checkpoint) overrides the default."""
+    if source == "digits":
+        return open_digits(image_size, preprocess)
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise DataError(f"{source}: no such data source; pass 'digits' or a folder of class subfolders")
+    if not root.is_dir():
+        raise DataError(f"{source}: is a file; --data takes 'digits' or a folder of class subfolders")
+    return open_folder(root, image_size, val_split, preprocess)

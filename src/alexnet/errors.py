@@ -1,0 +1,6 @@
+"""Errors that mean "the user must change something". The CLI prints their message as
+one line and exits non-zero; anything else is a bug and keeps its traceback."""
+
+
+class AlexNetError(Exception):
+    """Base of every user-facing error; the message names the problem and the fix."""

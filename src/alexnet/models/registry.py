@@ -1,0 +1,67 @@
+"""Name -> model builder, as torchvision and timm do it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, Callable
+
+from torch import nn
+
+from .alexnet import AlexNet
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., AlexNet]
+    image_size: int  # the size the variant was designed for; the training default
+    summary: str  # one line for `--help` and listings
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, image_size: int, summary: str) -> Callable:
+    """Register ``fn(num_classes=..., **options) -> AlexNet`` under ``name``."""
+
+    def wrap(fn: Callable[..., AlexNet]) -> Callable[..., AlexNet]:
+        if name in _REGISTRY:
+            raise ValueError(f"a model named {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(name, fn, image_size, summary)
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}") from None
+
+
+def get_model(
+    name: str,
+    num_classes: int = 1000,
+    weights: str | PathLike | dict | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Build a registered AlexNet variant.
+
+    ``weights`` is a path to a torchvision AlexNet state dict, a checkpoint of this
+    project, or an in-memory state dict; loading is strict about names and shapes.
+    ``options`` override fields of the variant's :class:`AlexNetConfig` (``dropout``,
+    ``norm``, ...) or the variant's own switches (``bn_all`` for ``alexnet_bn``).
+    """
+    model = model_info(name).builder(num_classes=num_classes, **options)
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(model, weights)
+    return model
