@@ -95,3 +95,16 @@ def test_folder_without_classes_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 1
     assert "expected" in capsys.readouterr().err
+
+
+def test_model_options_reach_the_model(capsys):
+    assert main(["summary", "--arch", "alexnet_bn", "--image-size", "227", "--model-option", "bn_all=true"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 62,383,848" in out and "Non-trainable params: 2,752" in out  # 62,381,096 + 2,752 stats
+    assert main(["summary", "--arch", "alexnet_cifar", "--model-option", "norm=lrn",
+                 "--model-option", "norm_after=conv1,conv2"]) == 0
+    assert "LocalResponseNorm" in capsys.readouterr().out
+    assert main(["summary", "--arch", "alexnet", "--model-option", "widths=1"]) == 1
+    assert "one entry per conv layer" in capsys.readouterr().err
+    assert main(["summary", "--arch", "alexnet", "--model-option", "bogus"]) == 1
+    assert "not KEY=VALUE" in capsys.readouterr().err

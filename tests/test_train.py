@@ -136,3 +136,12 @@ def test_fit_is_reproducible(split_folder, tmp_path):
         fit(TrainConfig(out=str(tmp_path / name), **cfg), log=lambda *_: None)
         weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_model_options_are_trained_and_saved(split_folder, tmp_path):
+    _train(split_folder, tmp_path / "run", "--epochs", "1", "--model-option", "norm=bn",
+           "--model-option", "norm_after=conv1,conv2", "--dropout", "0.2")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["norm"] == "bn" and ckpt["model_config"]["dropout"] == 0.2
+    assert ckpt["train_config"]["model_option"] == ["norm=bn", "norm_after=conv1,conv2"]
+    assert "norm1.running_mean" in model_from_checkpoint(ckpt).state_dict()

@@ -28,10 +28,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .models import get_model
+    from .models import get_model, parse_model_options
     from .tasks.summary import format_summary, summarize
 
-    model = get_model(args.arch, num_classes=args.num_classes)
+    model = get_model(args.arch, num_classes=args.num_classes, **parse_model_options(args.model_option))
     size = args.image_size or model_info(args.arch).image_size
     if size < model.min_input_size:
         raise AlexNetError(f"--image-size {size} is below {args.arch}'s minimum of {model.min_input_size}")
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, choices=list_models(), help=_models_help())
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the variant's own)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes of fc8 (default: 1000)")
+    p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="as for train, e.g. bn_all=true")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(

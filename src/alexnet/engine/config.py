@@ -27,6 +27,11 @@ class TrainConfig:
     momentum: float = _opt("SGD momentum (the paper: 0.9)", default=0.9)
     weight_decay: float = _opt("L2 weight decay (the paper: 0.0005)", default=5e-4)
     schedule: str = _opt("learning-rate schedule: constant, or cosine decay to 0 over the run", default="cosine", choices=("constant", "cosine"))
+    model_option: list[str] | None = _opt(
+        "KEY=VALUE overriding the variant's config, repeatable: bn_all=true (alexnet_bn with BatchNorm after "
+        "every conv, the TensorFlow flowers network), norm=lrn|bn|none, norm_after=conv1,conv2, init=paper|kaiming|default",
+        default=None, action="append", metavar="KEY=VALUE",
+    )
     dropout: float | None = _opt("dropout probability in the fc layers (default: the variant's, 0.5)", default=None)
     image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None)
     val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1)
@@ -45,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in fields(cls):
         kind = hints[f.name]
         base = next((t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)), kind)
+        if getattr(base, "__origin__", None) is list:  # list[str] with action="append": each item is a str
+            base = base.__args__[0]
         kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name}
+        for key in ("action", "metavar"):
+            if key in f.metadata:
+                kw[key] = f.metadata[key]
         if "choices" in f.metadata:
             choices = f.metadata["choices"]  # a callable is asked at parser build time (the model registry)
             kw["choices"] = choices() if callable(choices) else choices

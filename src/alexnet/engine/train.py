@@ -19,7 +19,7 @@ from .. import checkpoint
 from ..data import open_source
 from ..errors import AlexNetError
 from ..data.datasets import SPLIT_SEED, Splits
-from ..models import get_model, model_info
+from ..models import get_model, model_info, parse_model_options
 from .config import TrainConfig
 from .device import resolve_device
 from .loop import evaluate, train_one_epoch
@@ -90,7 +90,9 @@ def fit(cfg: TrainConfig, log=print) -> Path:
     seed_everything(cfg.seed)
 
     splits = open_source(cfg.data, image_size, cfg.val_split)
-    options = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+    options = parse_model_options(cfg.model_option)
+    if cfg.dropout is not None:
+        options["dropout"] = cfg.dropout
     model = get_model(cfg.arch, num_classes=len(splits.class_names), **options).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.schedule == "cosine":

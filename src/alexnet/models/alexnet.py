@@ -62,7 +62,9 @@ class AlexNetConfig:
             value = getattr(self, f.name)
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
-        if len(self.widths) != 5 or len(self.groups) != 5:
+            elif f.name in ("norm_after", "dropout_on") and isinstance(value, str):
+                object.__setattr__(self, f.name, (value,))  # one layer given on the command line
+        if not all(isinstance(v, tuple) and len(v) == 5 for v in (self.widths, self.groups)):
             raise ValueError("widths and groups need one entry per conv layer (5)")
         for name, width, group, fan_in in zip(CONV_LAYERS, self.widths, self.groups, (self.in_channels,) + self.widths[:-1]):
             if width % group or fan_in % group:

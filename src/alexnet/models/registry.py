@@ -8,7 +8,12 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..errors import AlexNetError
 from .alexnet import AlexNet
+
+
+class ModelOptionError(AlexNetError, ValueError):
+    """An unknown model, or options that do not make a valid variant."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,31 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}") from None
+        raise ModelOptionError(f"unknown model {name!r}; choose from {', '.join(list_models())}") from None
+
+
+def parse_model_options(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``["bn_all=true", "norm_after=conv1,conv2", "dropout=0.3"]`` -> typed options."""
+
+    def value(text: str) -> Any:
+        if "," in text:
+            return tuple(value(t) for t in text.split(",") if t)
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    options = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ModelOptionError(f"model option {item!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = value(text.strip())
+    return options
 
 
 def get_model(

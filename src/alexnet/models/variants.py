@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from .alexnet import CONV_LAYERS, AlexNet, AlexNetConfig
-from .registry import register_model
+from .registry import ModelOptionError, register_model
 
 PAPER = AlexNetConfig(
     widths=(96, 256, 384, 384, 256),
@@ -33,8 +33,12 @@ KERAS_BN = replace(PAPER, groups=(1, 1, 1, 1, 1), norm="bn", init="default")
 def _build(base: AlexNetConfig, num_classes: int, options: dict[str, Any]) -> AlexNet:
     known = {f.name for f in fields(AlexNetConfig)} - {"num_classes"}
     if unknown := sorted(set(options) - known):
-        raise ValueError(f"unknown model option(s) {unknown}; options are {sorted(known)}")
-    return AlexNet(replace(base, num_classes=num_classes, **options))
+        raise ModelOptionError(f"unknown model option(s) {unknown}; options are {sorted(known)}")
+    try:
+        config = replace(base, num_classes=num_classes, **options)
+    except ValueError as e:
+        raise ModelOptionError(str(e)) from None
+    return AlexNet(config)
 
 
 @register_model("alexnet2012", image_size=224, summary="the paper's two-tower net: groups=2, LRN, paper init (60,965,224 params)")
