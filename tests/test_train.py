@@ -106,7 +106,8 @@ def test_train_and_val_with_different_classes_is_refused(split_folder):
 def test_divergence_stops_with_a_clear_message(split_folder, tmp_path, capsys):
     assert main(["train", "--data", str(split_folder), "--out", str(tmp_path / "run"), *TINY,
                  "--epochs", "2", "--lr", "1e30"]) == 1
-    assert "diverged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "diverged" in err and ("last good checkpoint" in err or "no checkpoint was written" in err)
 
 
 def test_digits_source_and_its_folder_form(tmp_path):
@@ -145,3 +146,18 @@ def test_model_options_are_trained_and_saved(split_folder, tmp_path):
     assert ckpt["model_config"]["norm"] == "bn" and ckpt["model_config"]["dropout"] == 0.2
     assert ckpt["train_config"]["model_option"] == ["norm=bn", "norm_after=conv1,conv2"]
     assert "norm1.running_mean" in model_from_checkpoint(ckpt).state_dict()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--lr", "-1"], "need --lr > 0"),
+        (["--image-size", "12"], "--image-size 12 is below alexnet_cifar's minimum of 15"),
+        (["--model-option", "norm=group"], "norm must be one of"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(split_folder, tmp_path, capsys, extra, message):
+    assert main(["train", "--data", str(split_folder), "--out", str(tmp_path / "run"), *TINY, *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -8,7 +8,12 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, get_type_hints
 
+from ..errors import AlexNetError
 from ..models import list_models
+
+
+class ConfigError(AlexNetError):
+    """A training option with a value that cannot work."""
 
 
 def _opt(help: str, **kw: Any) -> Any:
@@ -39,6 +44,15 @@ class TrainConfig:
     workers: int = _opt("DataLoader worker processes (0: load in the main process)", default=2)
     device: str = _opt("auto picks cuda, then mps, then cpu", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     out: str | None = _opt("run folder for config, metrics.csv and checkpoints (default: runs/<arch>-<time>)", default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("need --lr > 0, --weight-decay >= 0 and 0 <= --momentum < 1")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

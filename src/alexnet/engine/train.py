@@ -20,7 +20,7 @@ from ..data import open_source
 from ..errors import AlexNetError
 from ..data.datasets import SPLIT_SEED, Splits
 from ..models import get_model, model_info, parse_model_options
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .device import resolve_device
 from .loop import evaluate, train_one_epoch
 
@@ -94,6 +94,8 @@ def fit(cfg: TrainConfig, log=print) -> Path:
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
     model = get_model(cfg.arch, num_classes=len(splits.class_names), **options).to(device)
+    if image_size < model.min_input_size:
+        raise ConfigError(f"--image-size {image_size} is below {cfg.arch}'s minimum of {model.min_input_size}")
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
@@ -118,10 +120,9 @@ def fit(cfg: TrainConfig, log=print) -> Path:
             lr = optimizer.param_groups[0]["lr"]
             train_loss, train_top1 = train_one_epoch(model, train_loader, optimizer, device)
             if not math.isfinite(train_loss):
-                raise DivergedError(
-                    f"epoch {epoch}: training loss is {train_loss}; the run diverged (try a lower --lr). "
-                    f"The last good checkpoint is {out / 'checkpoints' / 'last.pt'}"
-                )
+                last = out / "checkpoints" / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
+                raise DivergedError(f"epoch {epoch}: training loss is {train_loss}; the run diverged (try a lower --lr); {kept}")
             val = evaluate(model, val_loader, device)
             scheduler.step()
             row = {
