@@ -31,7 +31,7 @@ def test_train_evaluate_predict(split_folder, tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["epochs"] == 6
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds"}
+    assert set(rows[0]) == {"epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds"}
     # three colour classes are easy: the network must have learnt them
     assert float(rows[-1]["val_top1"]) == 1.0
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -114,8 +114,8 @@ def test_digits_source_and_its_folder_form(tmp_path):
     splits = open_source("digits", 32)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (1078, 360, 359)
     assert splits.class_names == [str(d) for d in range(10)] and not splits.preprocess.flip
-    x, y = splits.test[0]
-    assert x.shape == (3, 32, 32) and 0 <= y < 10
+    image, y = splits.test[0]
+    assert image.size == (8, 8) and 0 <= y < 10  # raw; the engine attaches transforms
     assert main(["prepare", "digits", "--to-folders", str(tmp_path / "digits")]) == 0
     assert len(list((tmp_path / "digits" / "test").rglob("*.png"))) == 359
     folder = open_source(str(tmp_path / "digits"), 32)

@@ -41,10 +41,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine.config import TrainConfig, from_namespace
-    from .engine.train import fit
+    from .engine.config import TrainConfig, apply_recipe, from_namespace
+    from .engine.train import RunInterrupted, fit
 
-    fit(from_namespace(TrainConfig, args))
+    cfg, explicit = from_namespace(TrainConfig, args)
+    try:
+        fit(apply_recipe(cfg, explicit), explicit)
+    except RunInterrupted:
+        return 130  # the conventional status of a program stopped by Ctrl-C
     return 0
 
 
@@ -52,14 +56,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .tasks.evaluate import evaluate_checkpoint
 
-    ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size, args.workers)
+    ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size,
+                             args.workers, ten_crop=args.ten_crop)
     r = ev.result
-    print(f"{args.checkpoint} on {ev.data} [{ev.split}, {r.images} images, centre crop]")
+    print(f"{args.checkpoint} on {ev.data} [{ev.split}, {r.images} images, {ev.views}]")
     print(f"  loss   {r.loss:.4f}")
     print(f"  top-1  accuracy {r.top1:.2%}  error {1 - r.top1:.2%}")
     print(f"  top-5  accuracy {r.top5:.2%}  error {1 - r.top5:.2%}")
     if args.json:
-        report = {"checkpoint": str(args.checkpoint), "data": ev.data, "split": ev.split, **r.as_dict()}
+        report = {"checkpoint": str(args.checkpoint), "data": ev.data, "split": ev.split, "views": ev.views, **r.as_dict()}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")
     return 0
@@ -80,6 +85,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for name, prob in p.top:
             print(f"  {prob:7.2%}  {name}")
     return 1 if failures else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .tasks.plot import draw_curves, read_metrics
+
+    rows = read_metrics(args.run_dir)
+    if not rows:
+        raise AlexNetError(f"{args.run_dir}/metrics.csv has no finished epoch yet")
+    print(draw_curves(rows, Path(args.run_dir) / "curves.png", title=str(args.run_dir)))
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -119,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a model from scratch",
-        description="Train an AlexNet variant with SGD. The run folder gets config.json, metrics.csv and "
-        "checkpoints/last.pt and best.pt (best validation top-1); checkpoints carry everything "
-        "evaluate and predict need.",
+        description="Train an AlexNet variant with SGD. The run folder gets config.json, metrics.csv, curves.png, "
+        "tb/ (TensorBoard), checkpoints/last.pt (every epoch, and every --save-every-steps) and best.pt (best "
+        "validation top-1); checkpoints carry everything evaluate and predict need. Ctrl-C saves and stops; "
+        "--resume continues exactly where the run stopped, also after kill -9. Under `torchrun --nproc-per-node N "
+        "-m alexnet train ...` the same command trains with DistributedDataParallel.",
     )
     add_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
@@ -134,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
     p.add_argument("--data", required=True, help="'digits' or a folder, as for train")
     p.add_argument("--split", choices=("train", "val", "test"), help="default: test if the source has one, else val")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
+                   "as the paper tested; default: the centre crop alone")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     p.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
@@ -151,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default: 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "plot",
+        help="redraw a run's curves.png from its metrics.csv",
+        description="Redraw RUN_DIR/curves.png (loss and accuracy, train and validation, per epoch) from RUN_DIR/metrics.csv.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `alexnet train`")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
         "prepare",

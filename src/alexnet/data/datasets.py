@@ -1,14 +1,15 @@
 """Data sources: ``digits`` (ships with scikit-learn) and folders of class subfolders.
 
-``open_source`` turns what the user passed to ``--data`` into train/val(/test) datasets,
-their class names and the preprocessing that suits them.
+``open_source`` turns what the user passed to ``--data`` into train/val(/test) datasets
+of ``(PIL image, label)``, their class names and the preprocessing that suits them. The
+engine attaches transforms (see ``loading.py``) once it knows the training set's statistics.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from ..errors import AlexNetError
-from .transforms import Preprocess, eval_transform, train_transform
+from .transforms import Preprocess
 
 # Splits that are not given on disk are drawn with this seed, not the training
 # seed, so that every run (and `evaluate`) sees the same held-out images.
@@ -34,7 +35,7 @@ class Splits:
     val: Dataset
     test: Dataset | None
     class_names: list[str]
-    preprocess: Preprocess
+    preprocess: Preprocess  # the source's defaults; the engine adds the training set's statistics
     description: str
 
     def get(self, name: str) -> Dataset:
@@ -53,31 +54,30 @@ class Splits:
 
 
 class ArrayImages(Dataset):
-    """uint8 images ``(N, H, W)`` or ``(N, H, W, 3)`` held in memory, as PIL images through ``transform``."""
+    """uint8 images ``(N, H, W)`` or ``(N, H, W, 3)`` held in memory, as ``(PIL image, label)``."""
 
-    def __init__(self, images: np.ndarray, labels: Sequence[int], transform: Callable):
-        self.images, self.labels, self.transform = images, np.asarray(labels), transform
+    def __init__(self, images: np.ndarray, labels: Sequence[int]):
+        self.images, self.targets = images, [int(t) for t in labels]
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+        return Image.fromarray(self.images[i]), self.targets[i]
 
 
-class TransformedSubset(Dataset):
-    """``indices`` of ``base`` (an ImageFolder without transform) through ``transform``."""
+class FolderSubset(Dataset):
+    """``indices`` of an ImageFolder (without transform), as ``(PIL image, label)``."""
 
-    def __init__(self, base: ImageFolder, indices: Sequence[int], transform: Callable):
-        self.base, self.indices, self.transform = base, list(indices), transform
+    def __init__(self, base: ImageFolder, indices: Sequence[int]):
+        self.base, self.indices = base, list(indices)
         self.targets = [base.targets[i] for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        image, label = self.base[self.indices[i]]
-        return self.transform(image), label
+        return self.base[self.indices[i]]
 
 
 def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int = SPLIT_SEED) -> list[list[int]]:
@@ -106,17 +106,13 @@ def digits_images() -> tuple[np.ndarray, np.ndarray, list[str]]:
 def open_digits(image_size: int, preprocess: Preprocess | None) -> Splits:
     images, labels, names = digits_images()
     train_idx, val_idx, test_idx = stratified_split(labels, DIGITS_FRACTIONS)
-    if preprocess is None:
-        train_pixels = images[train_idx] / 255.0
-        mean, std = float(train_pixels.mean()), float(train_pixels.std())
-        # Digits are upsampled (8 px -> image_size) rather than cropped, and a mirrored
-        # digit is a different symbol, so no flips.
-        preprocess = Preprocess(crop=image_size, resize=image_size, mean=(mean,) * 3, std=(std,) * 3, flip=False)
-    train_t, eval_t = train_transform(preprocess), eval_transform(preprocess)
+    # Digits are upsampled (8 px -> image_size) rather than cropped, and a mirrored
+    # digit is a different symbol, so no flips.
+    preprocess = preprocess or Preprocess(crop=image_size, resize=image_size, flip=False)
     return Splits(
-        train=ArrayImages(images[train_idx], labels[train_idx], train_t),
-        val=ArrayImages(images[val_idx], labels[val_idx], eval_t),
-        test=ArrayImages(images[test_idx], labels[test_idx], eval_t),
+        train=ArrayImages(images[train_idx], labels[train_idx]),
+        val=ArrayImages(images[val_idx], labels[val_idx]),
+        test=ArrayImages(images[test_idx], labels[test_idx]),
         class_names=names,
         preprocess=preprocess,
         description=f"digits (scikit-learn, 8x8 upsampled to {preprocess.crop}): "
@@ -134,7 +130,6 @@ def _image_folder(path: Path) -> ImageFolder:
 
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
     preprocess = preprocess or Preprocess.for_size(image_size)
-    train_t, eval_t = train_transform(preprocess), eval_transform(preprocess)
     if (root / "train").is_dir():
         train = _image_folder(root / "train")
         if not (root / "val").is_dir():
@@ -147,8 +142,8 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
                     f"{root}: {name}/ has classes {other.classes} but train/ has {train.classes}; "
                     "every split needs the same class folders"
                 )
-        splits = [TransformedSubset(train, range(len(train)), train_t), TransformedSubset(val, range(len(val)), eval_t)]
-        splits.append(TransformedSubset(test, range(len(test)), eval_t) if test else None)
+        splits = [FolderSubset(train, range(len(train))), FolderSubset(val, range(len(val)))]
+        splits.append(FolderSubset(test, range(len(test))) if test else None)
         how = "train/ val/" + (" test/" if test else "")
         classes = train.classes
     else:
@@ -158,7 +153,7 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
         train_idx, val_idx = stratified_split(full.targets, (1.0 - val_split, val_split))
         if not train_idx or not val_idx:
             raise DataError(f"{root}: too few images ({len(full)}) to split off {val_split:.0%} for validation")
-        splits = [TransformedSubset(full, train_idx, train_t), TransformedSubset(full, val_idx, eval_t), None]
+        splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
         how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
         classes = full.classes
     train, val, test = splits

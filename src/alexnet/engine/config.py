@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, get_type_hints
 
 from ..errors import AlexNetError
 from ..models import list_models
+from .optim import SCHEDULES
 
 
 class ConfigError(AlexNetError):
@@ -17,70 +18,138 @@ class ConfigError(AlexNetError):
 
 
 def _opt(help: str, **kw: Any) -> Any:
-    """A config field with its ``--help`` text (and optional argparse ``choices``)."""
+    """A config field with its ``--help`` text (and optional argparse ``choices``, ``group``)."""
     default = kw.pop("default", MISSING)
     return field(default=default, metadata={"help": help, **kw})
 
 
+# Section 5 of the paper. Applied to every field the user did not set on the command line.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "arch": "alexnet2012",
+        "image_size": 224,
+        "epochs": 90,
+        "batch_size": 128,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "paper_momentum": True,
+        "schedule": "plateau",  # divided by 10 when validation error stops improving, at most 3 times
+        "lighting": 0.1,  # fancy PCA, alpha ~ N(0, 0.1)
+    },
+}
+
+# What `--resume` may change: where the data lives, how long to go on, how to run.
+# Everything that shapes the optimisation itself stays as the run began.
+RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_every_steps", "early_stop", "out", "resume"}
+
+
 @dataclass
 class TrainConfig:
-    data: str = _opt("'digits' (ships with scikit-learn), or a folder: DIR/train/<class>/ + DIR/val/<class>/, or DIR/<class>/ split by --val-split")
+    data: str | None = _opt("'digits' (ships with scikit-learn), or a folder: DIR/train/<class>/ + DIR/val/<class>/, or DIR/<class>/ split by --val-split", default=None, group="data")
+    recipe: str | None = _opt("'paper': section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, PCA lighting 0.1); flags you give override it", default=None, choices=tuple(RECIPES))
     arch: str = _opt("model variant (`alexnet models` lists them)", default="alexnet", choices=list_models)
-    epochs: int = _opt("passes over the training set", default=10)
-    batch_size: int = _opt("images per step (the paper: 128)", default=128)
-    lr: float = _opt("initial learning rate (the paper: 0.01)", default=0.01)
-    momentum: float = _opt("SGD momentum (the paper: 0.9)", default=0.9)
-    weight_decay: float = _opt("L2 weight decay (the paper: 0.0005)", default=5e-4)
-    schedule: str = _opt("learning-rate schedule: constant, or cosine decay to 0 over the run", default="cosine", choices=("constant", "cosine"))
     model_option: list[str] | None = _opt(
         "KEY=VALUE overriding the variant's config, repeatable: bn_all=true (alexnet_bn with BatchNorm after "
         "every conv, the TensorFlow flowers network), norm=lrn|bn|none, norm_after=conv1,conv2, init=paper|kaiming|default",
         default=None, action="append", metavar="KEY=VALUE",
     )
     dropout: float | None = _opt("dropout probability in the fc layers (default: the variant's, 0.5)", default=None)
-    image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None)
-    val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1)
-    seed: int = _opt("random seed for initialisation, shuffling and augmentation", default=0)
-    workers: int = _opt("DataLoader worker processes (0: load in the main process)", default=2)
-    device: str = _opt("auto picks cuda, then mps, then cpu", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    out: str | None = _opt("run folder for config, metrics.csv and checkpoints (default: runs/<arch>-<time>)", default=None)
+    image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None, group="data")
+    val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1, group="data")
+    lighting: float = _opt("std of the paper's PCA lighting noise, from the training set's RGB eigenvectors (0: off; the paper: 0.1)", default=0.0, group="data")
+    stats_images: int = _opt("training images sampled to compute mean, std and RGB PCA (cached in the run folder); 0: use ImageNet's", default=5000, group="data")
+    workers: int = _opt("DataLoader worker processes per training process (0: load in the main process)", default=2, group="data")
+
+    epochs: int = _opt("passes over the training set", default=10, group="optimisation")
+    batch_size: int = _opt("images per step per process (the paper: 128); under torchrun the global batch is this x processes", default=128, group="optimisation")
+    lr: float = _opt("peak learning rate (the paper: 0.01)", default=0.01, group="optimisation")
+    momentum: float = _opt("SGD momentum (the paper: 0.9)", default=0.9, group="optimisation")
+    weight_decay: float = _opt("L2 weight decay (the paper: 0.0005)", default=5e-4, group="optimisation")
+    paper_momentum: bool = _opt(
+        "use the paper's update v <- 0.9 v - 0.0005 lr w - lr grad; w <- w + v. torch.optim.SGD keeps lr outside the "
+        "velocity (v <- 0.9 v + grad + wd w; w <- w - lr v): the same while lr is constant, but after an lr drop the "
+        "paper's velocity still carries steps taken at the old rate", default=False, group="optimisation")
+    no_decay_bias_norm: bool = _opt("no weight decay on biases and norm-layer parameters", default=False, group="optimisation")
+    schedule: str = _opt("learning-rate schedule: constant; step (x gamma every --step-epochs); cosine to 0; onecycle; plateau (the paper: /10 when val error stops improving for --plateau-patience epochs, at most 3 times)", default="cosine", choices=SCHEDULES, group="optimisation")
+    warmup_epochs: float = _opt("linear warmup from 0 to --lr over this many epochs", default=0.0, group="optimisation")
+    step_epochs: int = _opt("epochs between drops for --schedule step", default=30, group="optimisation")
+    gamma: float = _opt("factor per drop for --schedule step", default=0.1, group="optimisation")
+    plateau_patience: int = _opt("epochs without a better val error before --schedule plateau divides lr by 10", default=5, group="optimisation")
+    label_smoothing: float = _opt("label smoothing of the cross-entropy (0: off)", default=0.0, group="optimisation")
+    clip_grad_norm: float | None = _opt("clip the gradient's global L2 norm to this", default=None, group="optimisation")
+    early_stop: int = _opt("stop when val top-1 has not improved for this many epochs (0: never)", default=0, group="optimisation")
+    seed: int = _opt("random seed for initialisation, data order, augmentation and dropout", default=0, group="optimisation")
+
+    out: str | None = _opt("run folder: config.json, metrics.csv, curves.png, tb/, checkpoints/ (default: runs/<arch>-<time>)", default=None, group="run")
+    resume: bool = _opt("continue the run in --out from checkpoints/last.pt: weights, optimizer, schedule, random state and data order, so it ends as if never interrupted", default=False, group="run")
+    save_every_steps: int = _opt("also write checkpoints/last.pt every N steps within an epoch (0: at epoch ends only)", default=0, group="run")
+    log_every: int = _opt("steps between progress updates (the only host-device synchronisation inside an epoch)", default=20, group="run")
+    deterministic: bool = _opt("deterministic algorithms only (bitwise-reproducible on the CPU; slower on GPUs)", default=False, group="run")
+
+    device: str = _opt("auto picks cuda, then mps, then cpu", default="auto", choices=("auto", "cpu", "cuda", "mps"), group="speed")
+    amp: str = _opt("autocast precision: off, bf16 (no loss scaling needed), fp16 (with a grad scaler)", default="off", choices=("off", "bf16", "fp16"), group="speed")
+    channels_last: bool = _opt("NHWC memory layout for the model and its inputs (faster convolutions on GPUs)", default=False, group="speed")
+    compile: bool = _opt("torch.compile the model", default=False, group="speed")
+    sync_bn: bool = _opt("SyncBatchNorm across processes under torchrun (alexnet_bn)", default=False, group="speed")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("need --lr > 0, --weight-decay >= 0 and 0 <= --momentum < 1")
-        if self.workers < 0:
-            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
+        for name in ("workers", "save_every_steps", "early_stop", "stats_images", "lighting", "warmup_epochs", "label_smoothing"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ConfigError(f"--clip-grad-norm must be positive, got {self.clip_grad_norm}")
+        if self.paper_momentum and self.no_decay_bias_norm:
+            raise ConfigError("--paper-momentum applies one weight decay to all parameters; drop --no-decay-bias-norm")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
 
+def apply_recipe(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """Fill the recipe's values into every field the user did not set."""
+    if cfg.recipe is None:
+        return cfg
+    return replace(cfg, **{k: v for k, v in RECIPES[cfg.recipe].items() if k not in explicit})
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag`` per dataclass field, typed and documented from the field."""
+    """One ``--flag`` per dataclass field, typed and documented from the field.
+
+    Defaults stay out of the namespace (``SUPPRESS``), so the caller can tell which flags
+    were given; the dataclass supplies the rest.
+    """
     hints = get_type_hints(cls)
+    groups: dict[str, Any] = {}
     for f in fields(cls):
         kind = hints[f.name]
         base = next((t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)), kind)
         if getattr(base, "__origin__", None) is list:  # list[str] with action="append": each item is a str
             base = base.__args__[0]
-        kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name}
+        kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name, "default": argparse.SUPPRESS}
         for key in ("action", "metavar"):
             if key in f.metadata:
                 kw[key] = f.metadata[key]
         if "choices" in f.metadata:
             choices = f.metadata["choices"]  # a callable is asked at parser build time (the model registry)
             kw["choices"] = choices() if callable(choices) else choices
-        if f.default is MISSING:
-            kw["required"] = True
+        if base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["default"] = f.default
-            if f.default is not None:
-                kw["help"] += f" (default: {f.default})"
-        parser.add_argument("--" + f.name.replace("_", "-"), type=base, **kw)
+            kw["type"] = base
+        if f.default not in (None, False, MISSING):
+            kw["help"] += f" (default: {f.default})"
+        group = f.metadata.get("group")
+        target = groups.setdefault(group, parser.add_argument_group(group)) if group else parser
+        target.add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
-def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
-    return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+def from_namespace(cls: type, ns: argparse.Namespace) -> tuple[Any, set[str]]:
+    """The config, and the names of the fields that were given explicitly."""
+    given = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+    return cls(**given), set(given)

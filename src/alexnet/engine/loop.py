@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+
+from .distributed import Dist, sum_across
+from .optim import Schedule
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """How each step runs; chosen once per run."""
+
+    amp: str = "off"
+    channels_last: bool = False
+    label_smoothing: float = 0.0
+    clip_grad_norm: float | None = None
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=AMP_DTYPES.get(self.amp), enabled=self.amp != "off")
+
+    def to_device(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        images = images.to(device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last and images.ndim == 4 else images
+
+
+@dataclass
+class Totals:
+    """Running sums of an epoch, kept on the device (no sync per step) and in checkpoints."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> "Totals":
+        return cls(torch.zeros((), device=device, dtype=torch.float64), torch.zeros((), device=device, dtype=torch.float64))
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum.item(), "correct": self.correct.item(), "seen": self.seen}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> "Totals":
+        t = cls.zeros(device)
+        t.loss_sum += state["loss_sum"]
+        t.correct += state["correct"]
+        t.seen = state["seen"]
+        return t
+
+
+@dataclass
+class Position:
+    global_step: int = 0
+    step_in_epoch: int = 0
 
 
 @dataclass
@@ -28,58 +82,87 @@ class EvalResult:
         }
 
 
-def correct_topk(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
-    """Number of samples whose target is among the top k logits, for each k (kept on device)."""
-    maxk = min(max(ks), logits.shape[1])
-    top = logits.topk(maxk, dim=1).indices  # (N, maxk)
-    hit = top == target[:, None]
+def correct_topk(scores: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
+    """Number of samples whose target is among the top k scores, for each k (kept on device)."""
+    maxk = min(max(ks), scores.shape[1])
+    hit = scores.topk(maxk, dim=1).indices == target[:, None]
     return [hit[:, : min(k, maxk)].any(dim=1).sum() for k in ks]
 
 
 def train_one_epoch(
-    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device
-) -> tuple[float, float]:
-    """One pass over ``loader``; returns (mean loss, top-1 accuracy) over the epoch.
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    knobs: Knobs,
+    totals: Totals,
+    position: Position,
+    after_step: Callable[[torch.Tensor], bool] = lambda loss: False,
+) -> bool:
+    """One pass over ``loader``, adding into ``totals``; returns True if ``after_step`` asked to stop.
 
-    Sums stay on the device, so the loop never waits for the GPU until the epoch ends.
+    The learning rate is set from ``schedule`` before every step. ``after_step(loss)`` runs
+    after each optimizer step (logging, mid-epoch checkpoints, Ctrl-C).
     """
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for images, target in loader:
-        images = images.to(device, non_blocking=True)
-        target = target.to(device, non_blocking=True)
-        logits = model(images)
-        loss = F.cross_entropy(logits, target)
+        schedule.apply(optimizer, position.global_step)
+        images, target = knobs.to_device(images, device), target.to(device, non_blocking=True)
+        with knobs.autocast(device):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=knobs.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(target)
-        correct += (logits.detach().argmax(1) == target).sum()
-        seen += len(target)
-    if seen == 0:
-        raise RuntimeError("the training loader yielded no batch (fewer images than --batch-size?)")
-    return loss_sum.item() / seen, correct.item() / seen
+        scaler.scale(loss).backward()
+        if knobs.clip_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, knobs.clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        totals.loss_sum += loss.detach() * len(target)
+        totals.correct += (logits.detach().argmax(1) == target).sum()
+        totals.seen += len(target)
+        position.global_step += 1
+        position.step_in_epoch += 1
+        if after_step(loss):
+            return True
+    return False
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> EvalResult:
-    """Mean cross-entropy, top-1 and top-5 accuracy over ``loader`` (model in eval mode)."""
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, knobs: Knobs = Knobs(), dist: Dist | None = None
+) -> EvalResult:
+    """Mean cross-entropy, top-1 and top-5 accuracy over ``loader`` (model in eval mode).
+
+    Batches of ``(N, 10, 3, H, W)`` (ten-crop) are scored by the mean softmax of the ten
+    views, as in the paper. Under torchrun each rank scores its shard and the sums are
+    added across ranks.
+    """
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    c1 = torch.zeros((), device=device, dtype=torch.long)
-    c5 = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    c1 = torch.zeros((), device=device, dtype=torch.float64)
+    c5 = torch.zeros((), device=device, dtype=torch.float64)
+    seen = torch.zeros((), device=device, dtype=torch.float64)
     for images, target in loader:
-        images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
-        logits = model(images).float()
-        loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
-        k1, k5 = correct_topk(logits, target)
+        views = images.shape[1] if images.ndim == 5 else 1
+        images = knobs.to_device(images.flatten(0, 1) if views > 1 else images, device)
+        with knobs.autocast(device):
+            logits = model(images)
+        log_probs = logits.float().log_softmax(dim=1)
+        if views > 1:  # log of the mean softmax over the views, computed stably
+            log_probs = log_probs.view(len(target), views, -1).logsumexp(dim=1) - math.log(views)
+        loss_sum += F.nll_loss(log_probs, target, reduction="sum").double()
+        k1, k5 = correct_topk(log_probs, target)
         c1 += k1
         c5 += k5
         seen += len(target)
-    if seen == 0:
+    if dist is not None:
+        loss_sum, c1, c5, seen = sum_across(dist, loss_sum, c1, c5, seen)
+    n = int(seen.item())
+    if n == 0:
         raise RuntimeError("nothing to evaluate: the split is empty")
-    return EvalResult(loss_sum.item() / seen, c1.item() / seen, c5.item() / seen, seen)
+    return EvalResult(loss_sum.item() / n, c1.item() / n, c5.item() / n, n)

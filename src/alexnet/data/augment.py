@@ -1,0 +1,100 @@
+"""The paper's "fancy PCA" lighting, and the training-set statistics it and normalisation need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+# Commonly used ImageNet values (on [0, 1] pixels): the documented fallback when a
+# training set's own statistics are not computed. Columns of IMAGENET_EIGVEC are the
+# eigenvectors p_i, matching IMAGENET_EIGVAL's lambda_i.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+class Lighting(torch.nn.Module):
+    """Add ``sum_i alpha_i * lambda_i * p_i`` to every pixel, ``alpha_i ~ N(0, std)`` per image.
+
+    Section 4.1 of the paper: ``[p1, p2, p3] [a1 l1, a2 l2, a3 l3]^T`` where ``p_i`` are
+    the eigenvectors of the 3x3 RGB covariance of the training pixels (the *columns* of
+    ``eigvec``) and ``l_i`` their eigenvalues. Works on a float image ``(3, H, W)`` in [0, 1].
+    """
+
+    def __init__(self, std: float, eigval, eigvec):
+        super().__init__()
+        self.std = std
+        self.eigval = torch.as_tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.as_tensor(eigvec, dtype=torch.float32)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return image
+        alpha = torch.randn(3) * self.std
+        rgb = self.eigvec @ (alpha * self.eigval)  # (3,): the same shift for every pixel
+        return image + rgb.to(image.dtype)[:, None, None]
+
+
+@dataclass
+class DataStats:
+    mean: tuple[float, float, float]  # per channel, [0, 1] pixels
+    std: tuple[float, float, float]
+    eigval: tuple[float, float, float]  # descending
+    eigvec: tuple[tuple[float, float, float], ...]  # columns are eigenvectors
+    images: int  # how many images they were computed from
+
+    def to_dict(self) -> dict:
+        return {k: [list(r) for r in v] if k == "eigvec" else (list(v) if isinstance(v, tuple) else v)
+                for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataStats":
+        return cls(tuple(d["mean"]), tuple(d["std"]), tuple(d["eigval"]), tuple(tuple(r) for r in d["eigvec"]), d["images"])
+
+
+def pca_of_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors (as columns) of a symmetric 3x3 covariance."""
+    eigval, eigvec = torch.linalg.eigh(cov.double())  # ascending, columns
+    order = eigval.argsort(descending=True)
+    eigvec = eigvec[:, order]
+    # Fix each eigenvector's sign (largest component negative, as ImageNet's values are
+    # usually printed) so the numbers are reproducible; the lighting noise is symmetric.
+    signs = torch.where(eigvec[eigvec.abs().argmax(0), torch.arange(3)] > 0, -1.0, 1.0)
+    return eigval[order].clamp_min(0).float(), (eigvec * signs).float()
+
+
+def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, seed: int = 0) -> DataStats:
+    """Per-channel mean and std and the RGB covariance's PCA over (up to) ``max_images``.
+
+    ``dataset`` yields ``(float image (3, H, W) in [0, 1], label)``: the eval geometry
+    without normalisation. Images are drawn at random with ``seed`` when there are more.
+    """
+    n = len(dataset)
+    if n > max_images:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_images].tolist()
+        dataset, n = Subset(dataset, idx), max_images
+    total = torch.zeros(3, dtype=torch.float64)
+    outer = torch.zeros(3, 3, dtype=torch.float64)
+    pixels = 0
+    # Its own generator: computing statistics must not move the global random state.
+    for images, _ in DataLoader(dataset, batch_size=64, num_workers=workers, generator=torch.Generator()):
+        flat = images.double().permute(1, 0, 2, 3).reshape(3, -1)  # (3, pixels)
+        total += flat.sum(1)
+        outer += flat @ flat.T
+        pixels += flat.shape[1]
+    mean = total / pixels
+    cov = outer / pixels - torch.outer(mean, mean)
+    eigval, eigvec = pca_of_covariance(cov)
+    std = cov.diagonal().clamp_min(1e-12).sqrt()
+    return DataStats(
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        eigval=tuple(eigval.tolist()),
+        eigvec=tuple(tuple(r) for r in eigvec.tolist()),
+        images=n,
+    )

@@ -1,0 +1,247 @@
+"""The training engine: run folder, no lost work, exact resume, knobs, DDP on the CPU."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet import checkpoint
+from alexnet.cli import main
+
+# A narrow alexnet_cifar so that a step takes milliseconds.
+SMALL = ["--arch", "alexnet_cifar", "--image-size", "32", "--model-option", "widths=8,16,16,16,16",
+         "--model-option", "hidden=32", "--workers", "0", "--device", "cpu"]
+
+
+def _cmd(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "alexnet", *argv]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _metrics(run: Path) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(run / "metrics.csv"))]
+
+
+def test_run_folder_holds_everything(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
+                 "--lighting", "0.1"]) == 0
+    for name in ("config.json", "metrics.csv", "curves.png", "data_stats.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["img_per_s"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "mean/std/PCA from 24 training images, lighting 0.1" in out and '"recipe": null' in out
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["preprocess"]["lighting"] == 0.1 and ckpt["preprocess"]["stats_from"] == "24 training images"
+    (run / "curves.png").unlink()
+    assert main(["plot", str(run)]) == 0 and (run / "curves.png").stat().st_size > 10_000
+
+
+def test_plot_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "metrics.csv: no such file" in capsys.readouterr().err
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"model": {"w": torch.ones(3)}})
+    before = path.read_bytes()
+
+    def crash(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save(path, {"model": {"w": torch.zeros(3)}})
+    assert path.read_bytes() == before  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # and no temporary file is left
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+RESUMABLE = [*SMALL, "--epochs", "3", "--batch-size", "4", "--lighting", "0.1", "--deterministic", "--seed", "5"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(split_folder, tmp_path, how):
+    reference = tmp_path / "reference"
+    subprocess.run(_cmd("train", "--data", str(split_folder), "--out", str(reference), *RESUMABLE), check=True,
+                   capture_output=True, timeout=300)
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cmd("train", "--data", str(split_folder), "--out", str(run), *RESUMABLE,
+                                 "--save-every-steps", "1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(run / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    if how == "ctrl-c":
+        assert proc.returncode == 130, out
+        assert f"resume with: alexnet train --resume --out {run}" in out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert stopped_at["epoch"] < 3  # it really was stopped before the end
+
+    r = subprocess.run(_cmd("train", "--resume", "--out", str(run)), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resumed at epoch" in r.stdout
+    assert _same(_weights(run), _weights(reference))  # bitwise
+    assert _metrics(run) == [dict(row, seconds=m["seconds"], img_per_s=m["img_per_s"])
+                             for row, m in zip(_metrics(reference), _metrics(run))]
+
+
+def test_resume_refuses_to_change_the_optimisation(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0
+    assert main(["train", "--resume", "--out", str(run), "--lr", "0.5"]) == 1
+    assert "cannot change --lr" in capsys.readouterr().err
+    # extending a finished run is allowed
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in _metrics(run)] == [1, 2]
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_resume_from_a_damaged_or_foreign_checkpoint_is_one_line(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0
+    last = run / "checkpoints" / "last.pt"
+    good = last.read_bytes()
+    last.write_bytes(good[: len(good) // 2])
+    assert main(["train", "--resume", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+    # a checkpoint of another architecture in the run folder
+    last.write_bytes(good)
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["model_config"]["hidden"] = 64
+    torch.save(ckpt, last)
+    assert main(["train", "--resume", "--out", str(run)]) == 1
+    assert "another architecture" in capsys.readouterr().err
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["model"]["fc8.weight"].fill_(float("nan"))  # the next step's loss will be NaN
+    torch.save(ckpt, last)
+    before = last.read_bytes()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "3", "--save-every-steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "not finite" in err and f"the last good checkpoint is {last}" in err
+    assert last.read_bytes() == before  # nothing was written over it
+
+
+def test_early_stop_and_schedules_run(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "20", "--batch-size", "4",
+                 "--lr", "1e-6", "--early-stop", "2", "--schedule", "plateau", "--plateau-patience", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "early stop" in out and len(_metrics(run)) < 20
+    assert "lr divided by 10" in out
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        ["--amp", "bf16", "--channels-last"],
+        ["--paper-momentum", "--label-smoothing", "0.1", "--clip-grad-norm", "1.0"],
+        ["--no-decay-bias-norm", "--schedule", "onecycle", "--warmup-epochs", "0.5", "--workers", "2"],
+        ["--amp", "fp16", "--schedule", "step", "--step-epochs", "1"],
+    ],
+)
+def test_speed_and_recipe_knobs_train_on_the_cpu(split_folder, tmp_path, knobs):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
+                 "--lr", "0.001", *knobs]) == 0
+    rows = _metrics(run)
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_training_step(split_folder, tmp_path):
+    runs = []
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        run = tmp_path / name
+        assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1",
+                     "--batch-size", "4", "--dropout", "0", *extra]) == 0
+        runs.append(_metrics(run)[0])
+    assert runs[0]["train_loss"] == pytest.approx(runs[1]["train_loss"], rel=1e-4)
+
+
+def test_channels_last_model_gives_the_same_outputs():
+    from alexnet import get_model
+
+    model = get_model("alexnet2012").eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref = model(x)
+        model.to(memory_format=torch.channels_last)
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(ref, out, atol=1e-4)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_process_loss_curve(split_folder, tmp_path):
+    """2 ranks x batch 4 (gloo, CPU) see exactly the batches of 1 process x batch 8."""
+    common = ["--data", str(split_folder), *SMALL, "--epochs", "3", "--dropout", "0", "--lighting", "0.1", "--lr", "0.003"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    subprocess.run(_cmd("train", "--out", str(single), "--batch-size", "8", *common), check=True, capture_output=True,
+                   timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+         "-m", "alexnet", "train", "--out", str(ddp), "--batch-size", "4", *common],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "x 2 processes" in r.stdout
+    a, b = _metrics(single), _metrics(ddp)
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b):
+        for key in ("train_loss", "val_loss"):
+            assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-4), (key, x, y)
+    # and it resumes like any other run
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+         "-m", "alexnet", "train", "--resume", "--out", str(ddp), "--epochs", "4"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert [row["epoch"] for row in _metrics(ddp)] == [1, 2, 3, 4]
