@@ -42,13 +42,13 @@ def test_run_folder_holds_everything(split_folder, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
                  "--lighting", "0.1"]) == 0
-    for name in ("config.json", "metrics.csv", "curves.png", "data_stats.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in ("config.json", "metrics.csv", "curves.png", "data_stats.pt", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     rows = _metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["img_per_s"] > 0 for r in rows)
     out = capsys.readouterr().out
-    assert "mean/std/PCA from 24 training images, lighting 0.1" in out and '"recipe": null' in out
+    assert "channel mean/std and PCA from 24 training images, lighting 0.1" in out and '"recipe": null' in out
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["preprocess"]["lighting"] == 0.1 and ckpt["preprocess"]["stats_from"] == "24 training images"
     (run / "curves.png").unlink()
@@ -245,3 +245,19 @@ def test_two_processes_follow_the_one_process_loss_curve(split_folder, tmp_path)
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert [row["epoch"] for row in _metrics(ddp)] == [1, 2, 3, 4]
+
+
+def test_mean_image_run_carries_its_mean_image(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4",
+                 "--normalize", "image"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["preprocess"]["normalize"] == "image" and ckpt["preprocess"]["mean_image"].shape == (3, 37, 37)
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(split_folder),
+                 "--workers", "0", "--ten-crop"]) == 0
+    assert "[val, 12 images, ten-crop]" in capsys.readouterr().out
+    image = next((split_folder / "val" / "red").iterdir())
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), str(image)]) == 0
+    assert main(["train", "--data", str(split_folder), "--out", str(tmp_path / "r2"), *SMALL, "--normalize", "image",
+                 "--stats-images", "0"]) == 1
+    assert "needs the training set's mean image" in capsys.readouterr().err

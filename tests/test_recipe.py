@@ -169,3 +169,25 @@ def test_ten_crop_views_and_averaging():
     assert result.loss == pytest.approx(expected_loss, rel=1e-6)
     assert result.top1 == pytest.approx((probs.argmax(1) == target).float().mean().item())
     assert math.isfinite(result.loss) and result.images == 4
+
+
+def test_mean_image_normalisation_follows_the_paper():
+    from alexnet.data.augment import DataStats
+    from alexnet.data.transforms import eval_transform, stats_transform, train_transform
+
+    base = Preprocess(crop=8, resize=10, normalize="image")
+    images = [(torch.rand(3, 10, 14), 0) for _ in range(6)]  # not square: cut to the central 10x10
+    squares = [stats_transform(base)(img) for img, _ in images]
+    assert squares[0].shape == (3, 10, 10) and torch.equal(squares[0], images[0][0][:, :, 2:12])
+    stats = compute_stats([(s, 0) for s in squares])
+    assert torch.allclose(stats.mean_image, torch.stack(squares).mean(0), atol=1e-6)
+    p = base.with_stats(stats)
+    assert p.mean_image.shape == (3, 10, 10)
+    out = eval_transform(p)(images[0][0])
+    std = torch.tensor(stats.std)[:, None, None]
+    expected = ((squares[0] - stats.mean_image) / std)[:, 1:9, 1:9]  # subtract, then the centre crop
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert train_transform(p)(images[0][0]).shape == (3, 8, 8)
+    assert ten_crop_transform(p)(images[0][0]).shape == (10, 3, 8, 8)
+    with pytest.raises(ValueError, match="mean image"):
+        base.with_stats(DataStats(stats.mean, stats.std, stats.eigval, stats.eigvec, 6, None))

@@ -26,13 +26,18 @@ class CheckpointError(AlexNetError):
 
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` atomically: a crash leaves the old file or the new one, never half."""
+    """Write a checkpoint atomically: a crash leaves the old file or the new one, never half."""
+    atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **payload})
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -47,14 +47,16 @@ class DataStats:
     eigval: tuple[float, float, float]  # descending
     eigvec: tuple[tuple[float, float, float], ...]  # columns are eigenvectors
     images: int  # how many images they were computed from
+    mean_image: torch.Tensor | None = None  # (3, H, W), when the images all have one size
 
     def to_dict(self) -> dict:
-        return {k: [list(r) for r in v] if k == "eigvec" else (list(v) if isinstance(v, tuple) else v)
-                for k, v in self.__dict__.items()}
+        return {"mean": list(self.mean), "std": list(self.std), "eigval": list(self.eigval),
+                "eigvec": [list(r) for r in self.eigvec], "images": self.images, "mean_image": self.mean_image}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataStats":
-        return cls(tuple(d["mean"]), tuple(d["std"]), tuple(d["eigval"]), tuple(tuple(r) for r in d["eigvec"]), d["images"])
+        return cls(tuple(d["mean"]), tuple(d["std"]), tuple(d["eigval"]), tuple(tuple(r) for r in d["eigvec"]),
+                   d["images"], d.get("mean_image"))
 
 
 def pca_of_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +73,9 @@ def pca_of_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, seed: int = 0) -> DataStats:
     """Per-channel mean and std and the RGB covariance's PCA over (up to) ``max_images``.
 
-    ``dataset`` yields ``(float image (3, H, W) in [0, 1], label)``: the eval geometry
-    without normalisation. Images are drawn at random with ``seed`` when there are more.
+    ``dataset`` yields ``(float image (3, H, W) in [0, 1], label)``, all of one size (the
+    central square that ``stats_transform`` cuts), so the mean image comes with them.
+    Images are drawn at random with ``seed`` when there are more.
     """
     n = len(dataset)
     if n > max_images:
@@ -80,6 +83,7 @@ def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, se
         dataset, n = Subset(dataset, idx), max_images
     total = torch.zeros(3, dtype=torch.float64)
     outer = torch.zeros(3, 3, dtype=torch.float64)
+    image_sum: torch.Tensor | float = 0.0
     pixels = 0
     # Its own generator: computing statistics must not move the global random state.
     for images, _ in DataLoader(dataset, batch_size=64, num_workers=workers, generator=torch.Generator()):
@@ -87,6 +91,7 @@ def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, se
         total += flat.sum(1)
         outer += flat @ flat.T
         pixels += flat.shape[1]
+        image_sum = image_sum + images.double().sum(0)
     mean = total / pixels
     cov = outer / pixels - torch.outer(mean, mean)
     eigval, eigvec = pca_of_covariance(cov)
@@ -97,4 +102,5 @@ def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, se
         eigval=tuple(eigval.tolist()),
         eigvec=tuple(tuple(r) for r in eigvec.tolist()),
         images=n,
+        mean_image=(image_sum / n).float(),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -19,11 +19,16 @@ class Preprocess:
     """How an image becomes the network's input; saved in every checkpoint.
 
     Evaluation and prediction: resize the shorter side to ``resize``, centre-crop
-    ``crop`` (or take the ten crops), scale to [0, 1], normalise per channel. Training
-    replaces the centre crop with a random one plus a horizontal flip where ``flip``
-    (the paper's augmentation), or, for sources whose images are already ``crop``
-    pixels (``resize == crop``), a small random translation and scaling; then adds the
-    PCA lighting noise when ``lighting > 0``.
+    ``crop`` (or take the ten crops), scale to [0, 1], normalise. Training replaces the
+    centre crop with a random one plus a horizontal flip where ``flip`` (the paper's
+    augmentation), or, for sources whose images are already ``crop`` pixels
+    (``resize == crop``), a small random translation and scaling; then adds the PCA
+    lighting noise when ``lighting > 0``.
+
+    Normalisation is per channel (``(x - mean) / std``), or, with ``mean_image`` (the
+    paper's "subtracting the mean activity over the training set from each pixel"), the
+    image is first cut to the central ``resize`` x ``resize`` square, the mean image is
+    subtracted and the result divided by ``std``, and only then cropped, as the paper did.
     """
 
     crop: int
@@ -35,6 +40,8 @@ class Preprocess:
     eigval: tuple[float, ...] = IMAGENET_EIGVAL
     eigvec: tuple[tuple[float, ...], ...] = IMAGENET_EIGVEC
     stats_from: str = "imagenet"  # where mean/std/eig come from: "imagenet" or "N training images"
+    normalize: str = "channel"  # "channel" or "image"
+    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (3, resize, resize), [0, 1]
 
     @classmethod
     def for_size(cls, crop: int, **kw: Any) -> "Preprocess":
@@ -52,39 +59,58 @@ class Preprocess:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d.update(mean=list(self.mean), std=list(self.std), eigval=list(self.eigval), eigvec=[list(r) for r in self.eigvec])
         return d
 
     def with_stats(self, stats: DataStats) -> "Preprocess":
+        if self.normalize == "image" and stats.mean_image is None:
+            raise ValueError("normalize='image' needs statistics computed with a mean image")
         return replace(self, mean=stats.mean, std=stats.std, eigval=stats.eigval, eigvec=stats.eigvec,
-                       stats_from=f"{stats.images} training images")
+                       stats_from=f"{stats.images} training images",
+                       mean_image=stats.mean_image if self.normalize == "image" else None)
+
+
+class SubtractImage(torch.nn.Module):
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.image = image
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.image
 
 
 def _to_float() -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
 
 
-def geometry(p: Preprocess) -> list:
-    """Resize and centre crop: the eval geometry, also used to compute dataset statistics."""
-    return [T.RGB(), T.Resize(p.resize, antialias=True), T.CenterCrop(p.crop)]
+def _square(p: Preprocess) -> list:
+    """The shorter side to ``resize``, then its central square: where statistics are taken
+    and, with a mean image, what every crop is cut from."""
+    return [T.RGB(), T.Resize(p.resize, antialias=True), T.CenterCrop(p.resize)]
+
+
+def _normalize(p: Preprocess) -> list:
+    if p.mean_image is not None:
+        return [SubtractImage(p.mean_image), T.Normalize((0.0, 0.0, 0.0), p.std)]
+    return [T.Normalize(p.mean, p.std)]
 
 
 def stats_transform(p: Preprocess) -> T.Compose:
-    """Eval geometry, [0, 1] floats, no normalisation: what dataset statistics are taken on."""
-    return T.Compose([*geometry(p), *_to_float()])
+    """The central ``resize`` square as [0, 1] floats: what dataset statistics are taken on."""
+    return T.Compose([*_square(p), *_to_float()])
 
 
 def eval_transform(p: Preprocess) -> T.Compose:
-    return T.Compose([*geometry(p), *_to_float(), T.Normalize(p.mean, p.std)])
+    if p.mean_image is not None:
+        return T.Compose([*_square(p), *_to_float(), *_normalize(p), T.CenterCrop(p.crop)])
+    return T.Compose([T.RGB(), T.Resize(p.resize, antialias=True), T.CenterCrop(p.crop), *_to_float(), *_normalize(p)])
 
 
 def ten_crop_transform(p: Preprocess) -> T.Compose:
     """The paper's test-time views: 4 corners and centre, and their mirrors -> ``(10, 3, crop, crop)``."""
-    return T.Compose([
-        T.RGB(), T.Resize(p.resize, antialias=True), *_to_float(), T.TenCrop(p.crop),
-        _stack_views, T.Normalize(p.mean, p.std),
-    ])
+    size = _square(p) if p.mean_image is not None else [T.RGB(), T.Resize(p.resize, antialias=True)]
+    return T.Compose([*size, *_to_float(), *_normalize(p), T.TenCrop(p.crop), _stack_views])
 
 
 def _stack_views(views: tuple) -> torch.Tensor:
@@ -95,11 +121,15 @@ def _stack_views(views: tuple) -> torch.Tensor:
 def train_transform(p: Preprocess) -> T.Compose:
     if p.resize == p.crop:
         # Images already at network size: nothing to crop from, so jitter instead.
-        geo = [T.Resize(p.resize, antialias=True), T.CenterCrop(p.crop),
-               T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
+        jitter = [T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
     else:
-        geo = [T.Resize(p.resize, antialias=True), T.RandomCrop(p.crop)]
+        jitter = [T.RandomCrop(p.crop)]
     if p.flip:
-        geo.append(T.RandomHorizontalFlip())
+        jitter.append(T.RandomHorizontalFlip())
     lighting = [Lighting(p.lighting, p.eigval, p.eigvec)] if p.lighting > 0 else []
-    return T.Compose([T.RGB(), *geo, *_to_float(), *lighting, T.Normalize(p.mean, p.std)])
+    if p.mean_image is not None:  # the paper's order: the 256 square, mean image off, then crop
+        return T.Compose([*_square(p), *_to_float(), *lighting, *_normalize(p), *jitter])
+    geometry = [T.RGB(), T.Resize(p.resize, antialias=True)]
+    if p.resize == p.crop:
+        geometry.append(T.CenterCrop(p.crop))
+    return T.Compose([*geometry, *jitter, *_to_float(), *lighting, *_normalize(p)])

@@ -36,6 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "paper_momentum": True,
         "schedule": "plateau",  # divided by 10 when validation error stops improving, at most 3 times
         "lighting": 0.1,  # fancy PCA, alpha ~ N(0, 0.1)
+        "normalize": "image",  # "subtracting the mean activity over the training set from each pixel"
     },
 }
 
@@ -47,7 +48,7 @@ RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_ev
 @dataclass
 class TrainConfig:
     data: str | None = _opt("'digits' (ships with scikit-learn), or a folder: DIR/train/<class>/ + DIR/val/<class>/, or DIR/<class>/ split by --val-split", default=None, group="data")
-    recipe: str | None = _opt("'paper': section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, PCA lighting 0.1); flags you give override it", default=None, choices=tuple(RECIPES))
+    recipe: str | None = _opt("'paper': section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, mean-image normalisation, PCA lighting 0.1); flags you give override it", default=None, choices=tuple(RECIPES))
     arch: str = _opt("model variant (`alexnet models` lists them)", default="alexnet", choices=list_models)
     model_option: list[str] | None = _opt(
         "KEY=VALUE overriding the variant's config, repeatable: bn_all=true (alexnet_bn with BatchNorm after "
@@ -58,6 +59,7 @@ class TrainConfig:
     image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None, group="data")
     val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1, group="data")
     lighting: float = _opt("std of the paper's PCA lighting noise, from the training set's RGB eigenvectors (0: off; the paper: 0.1)", default=0.0, group="data")
+    normalize: str = _opt("subtract the training set's mean per channel, or its mean image (the paper: 'image'; the image is cut to its central square first, then cropped), and divide by its std", default="channel", choices=("channel", "image"), group="data")
     stats_images: int = _opt("training images sampled to compute mean, std and RGB PCA (cached in the run folder); 0: use ImageNet's", default=5000, group="data")
     workers: int = _opt("DataLoader worker processes per training process (0: load in the main process)", default=2, group="data")
 

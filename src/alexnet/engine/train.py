@@ -1,6 +1,6 @@
 """A training run: config in, run folder out. Resumable at any step, one code path for DDP.
 
-Run folder: config.json, metrics.csv, curves.png, tb/ (TensorBoard), data_stats.json,
+Run folder: config.json, metrics.csv, curves.png, tb/ (TensorBoard), data_stats.pt,
 checkpoints/last.pt and best.pt. Only rank 0 writes.
 """
 
@@ -91,20 +91,22 @@ def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
 
 
 def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log) -> Preprocess:
-    """The training set's mean, std and RGB PCA, computed once per run folder (on rank 0)."""
+    """The training set's mean (and mean image), std and RGB PCA, computed once per run folder (on rank 0)."""
     if cfg.stats_images == 0:
+        if cfg.normalize == "image":
+            raise ConfigError("--normalize image needs the training set's mean image; drop --stats-images 0")
         return base
-    cache = out / "data_stats.json"
-    key = {"data": cfg.data, "image_size": base.crop, "train_images": len(splits.train), "max_images": cfg.stats_images}
+    cache = out / "data_stats.pt"
+    key = {"data": cfg.data, "resize": base.resize, "train_images": len(splits.train), "max_images": cfg.stats_images}
     if d.main:
-        cached = json.loads(cache.read_text()) if cache.exists() else None
+        cached = checkpoint.read(cache) if cache.exists() else None
         if cached is None or cached.get("key") != key:
             start = time.perf_counter()
             stats = compute_stats(Transformed(splits.train, stats_transform(base)), cfg.stats_images, cfg.workers, cfg.seed)
-            cache.write_text(json.dumps({"key": key, "stats": stats.to_dict()}, indent=2) + "\n")
+            checkpoint.atomic_torch_save(cache, {"key": key, "stats": stats.to_dict()})
             log(f"data stats: {stats.images} training images in {time.perf_counter() - start:.1f}s -> {cache}")
     distributed.barrier(d)
-    return base.with_stats(DataStats.from_dict(json.loads(cache.read_text())["stats"]))
+    return base.with_stats(DataStats.from_dict(checkpoint.read(cache)["stats"]))
 
 
 def random_state() -> dict[str, Any]:
@@ -186,7 +188,8 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
         if list(ckpt["class_names"]) != list(splits.class_names):
             raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
     else:
-        preprocess = dataset_stats(cfg, splits, replace(splits.preprocess, lighting=cfg.lighting), out, d, log)
+        base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
+        preprocess = dataset_stats(cfg, splits, base, out, d, log)
 
     options = parse_model_options(cfg.model_option)
     if cfg.dropout is not None:
@@ -267,7 +270,7 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
     logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}")
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
-        f"mean/std/PCA from {preprocess.stats_from}, lighting {preprocess.lighting}")
+        f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}")
     log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
         f"device {device}" + (f" x {d.world} processes" if d.active else ""))
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
