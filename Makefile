@@ -22,9 +22,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # Train alexnet_cifar on scikit-learn's handwritten digits (real data shipped inside an
-# installed package, so no download; a 1-epoch warmup makes the start robust to the seed),
-# evaluate the best checkpoint on the held-out test
-# split, and predict one test image written out as a PNG.
+# installed package, so no download; one warmup epoch makes the start robust to the seed),
+# evaluate the best checkpoint on the held-out test split, and predict one test image
+# written out as a PNG.
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/alexnet train --data digits --arch alexnet_cifar --epochs 10 --batch-size 64 \
