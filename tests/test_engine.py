@@ -261,3 +261,24 @@ def test_mean_image_run_carries_its_mean_image(split_folder, tmp_path, capsys):
     assert main(["train", "--data", str(split_folder), "--out", str(tmp_path / "r2"), *SMALL, "--normalize", "image",
                  "--stats-images", "0"]) == 1
     assert "needs the training set's mean image" in capsys.readouterr().err
+
+
+def test_batches_shard_across_ranks_and_resume_mid_epoch():
+    from alexnet.data.loading import EpochBatchSampler
+
+    one = EpochBatchSampler(20, 8, seed=3)
+    ranks = [EpochBatchSampler(20, 4, seed=3, world=2, rank=r) for r in (0, 1)]
+    for s in (one, *ranks):
+        s.set_epoch(2)
+    for whole, a, b in zip(one, *ranks):
+        assert whole == a + b  # rank 0 then rank 1 make up the single process's batch, seeds included
+    assert len(one) == 2  # 20 // 8: the incomplete batch is dropped
+    one.set_epoch(2, start_batch=1)
+    assert len(one) == 1 and len(list(one)) == 1
+    fresh = EpochBatchSampler(20, 8, seed=3)
+    fresh.set_epoch(2)
+    assert list(one)[0] == list(fresh)[1]  # resuming at batch 1 gives epoch 2's second batch
+    fresh.set_epoch(3)
+    assert list(fresh) != [b for b in EpochBatchSampler(20, 8, seed=3)]  # another epoch, another order
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        EpochBatchSampler(5, 4, seed=0, world=2)

@@ -205,6 +205,8 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and d.active:
+        if device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net: nn.Module = model
     if d.active:
