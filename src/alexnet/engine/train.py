@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,12 @@ from ..errors import AlexNetError
 from ..models import AlexNet, get_model, model_info, parse_model_options
 from ..models.weights import load_state_dict
 from . import distributed
-from .config import RESUME_OVERRIDES, ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig
 from .logging import RunLogger
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
-
-
-class RunDirError(AlexNetError):
-    """The run folder cannot be used without losing earlier work, or holds no run to resume."""
+from .resume import (Progress, RunDirError, StopFlag, ignore_sigint, random_state, resolve_config,
+                     set_random_state)
 
 
 class DivergedError(AlexNetError):
@@ -44,39 +40,6 @@ class DivergedError(AlexNetError):
 
 class RunInterrupted(Exception):
     """Ctrl-C stopped the run after saving it; ``--resume`` continues it."""
-
-
-@dataclass
-class Progress:
-    """Everything about where a run is, beyond the model and optimizer; saved in checkpoints."""
-
-    epoch: int = 0  # completed epochs
-    position: Position = field(default_factory=Position)
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_top1: float = -1.0
-    epochs_since_best: int = 0
-
-
-def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """With ``--resume``: the run's own config (plus the few allowed overrides) and its last checkpoint."""
-    if not cfg.resume:
-        return cfg, None
-    if not cfg.out:
-        raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
-    path = Path(cfg.out) / "checkpoints" / "last.pt"
-    if not path.exists():
-        raise RunDirError(f"{path}: no checkpoint to resume from; start the run without --resume")
-    ckpt = checkpoint.load(path)
-    saved = ckpt.get("train_config")
-    if not isinstance(saved, dict) or "position" not in ckpt:
-        raise RunDirError(f"{path}: has no training state to resume from")
-    changed = sorted(k for k in explicit - RESUME_OVERRIDES if getattr(cfg, k) != saved.get(k))
-    if changed:
-        raise ConfigError(
-            f"--resume continues the run as it was configured; cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
-            f"(only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUME_OVERRIDES - {'out', 'resume'}))} may differ)"
-        )
-    return replace(TrainConfig(**saved), **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES}), ckpt
 
 
 def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
@@ -109,72 +72,72 @@ def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path,
     return base.with_stats(DataStats.from_dict(checkpoint.read(cache)["stats"]))
 
 
-def random_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_random_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _validate_resume(ckpt: dict[str, Any], model: AlexNet, path: Path) -> None:
     if ckpt.get("model_config") != model.config.to_dict():
         raise RunDirError(f"{path}: was written for another architecture or class count ({ckpt.get('arch')}); start a new run")
 
 
-class StopFlag:
-    """The first Ctrl-C asks the loop to stop after the current step and save; a second one
-    interrupts at once."""
-
-    def __init__(self):
-        self.set = False
-        self._previous = None
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.set:
-                raise KeyboardInterrupt
-            self.set = True
-
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _ignore_sigint(_worker_id: int) -> None:
-    # Data workers share the terminal's process group; Ctrl-C is the main process's to handle.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def fit(cfg: TrainConfig, explicit: set[str] | None = None, log=print) -> Path:
     """Train as ``cfg`` says; returns the run folder. ``explicit``: the fields the user set
     (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config)."""
-    explicit = set(explicit if explicit is not None else [])
-    cfg, ckpt = resolve_config(cfg, explicit)
+    cfg, ckpt = resolve_config(cfg, set(explicit or ()))
     d = distributed.setup(cfg.device)
     try:
-        return _fit(cfg, ckpt, d, log if d.main else (lambda *a, **k: None))
+        run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None))
+        _train(run)
+        return run.out
     finally:
         distributed.teardown(d)
 
 
-def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log) -> Path:
+@dataclass
+class Run:
+    """Everything a run holds between steps."""
+
+    cfg: TrainConfig
+    d: distributed.Dist
+    out: Path
+    splits: Splits
+    preprocess: Preprocess
+    model: AlexNet  # the bare model: what checkpoints hold and evaluation uses under DDP
+    net: nn.Module  # what training calls: the model, maybe wrapped by DDP and torch.compile
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    knobs: Knobs
+    sampler: EpochBatchSampler
+    loader: Any
+    val_loader: Any
+    progress: Progress
+    totals: Totals
+    logger: RunLogger
+    log: Any
+
+    def save(self, name: str) -> None:
+        """Write checkpoints/<name> with everything needed to resume exactly (rank 0 writes;
+        every rank must call it, since each contributes its random state)."""
+        random_states = distributed.gather_objects(self.d, random_state())
+        if not self.d.main:
+            return
+        cfg, p = self.cfg, self.progress
+        checkpoint.save(self.out / "checkpoints" / name, {
+            "arch": cfg.arch, "model_config": self.model.config.to_dict(),
+            "class_names": list(self.splits.class_names), "preprocess": self.preprocess.to_dict(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": p.epoch, "position": asdict(p.position), "history": p.history,
+            "best_top1": p.best_top1, "epochs_since_best": p.epochs_since_best,
+            "totals": self.totals.state_dict(), "metrics": p.history[-1] if p.history else {},
+            "random_state": random_states, "world": self.d.world, "train_config": asdict(cfg),
+            "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED},
+        })
+
+
+def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log) -> Run:
+    """Data, model, optimizer and state, fresh or from the checkpoint being resumed."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
-    info = model_info(cfg.arch)
-    image_size = cfg.image_size or info.image_size
+    image_size = cfg.image_size or model_info(cfg.arch).image_size
     device = d.device
     out = prepare_run_dir(cfg, d)
     if cfg.deterministic:
@@ -225,16 +188,14 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
                         warmup_steps=round(cfg.warmup_epochs * steps), step_epochs=cfg.step_epochs,
                         gamma=cfg.gamma, patience=cfg.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm)
     pin = device.type == "cuda"
     loader = train_loader(Transformed(splits.train, train_transform(preprocess)), sampler, cfg.workers, pin)
     if cfg.workers:
-        loader.worker_init_fn = _ignore_sigint
+        loader.worker_init_fn = ignore_sigint
     val_loader = eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
                              d.world, d.rank)
 
-    progress = Progress()
-    totals = Totals.zeros(device)
+    progress, totals = Progress(), Totals.zeros(device)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
@@ -253,22 +214,6 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
             (out / "config.json").write_text(cfg.to_json() + "\n")
         torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))  # dropout: different on each rank
 
-    def save(name: str) -> None:
-        if not d.main:
-            return
-        payload = {
-            "arch": cfg.arch, "model_config": model.config.to_dict(),
-            "class_names": list(splits.class_names), "preprocess": preprocess.to_dict(),
-            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": progress.epoch, "position": asdict(progress.position), "history": progress.history,
-            "best_top1": progress.best_top1, "epochs_since_best": progress.epochs_since_best,
-            "totals": totals.state_dict(), "metrics": progress.history[-1] if progress.history else {},
-            "random_state": random_states, "world": d.world,
-            "train_config": asdict(cfg), "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED},
-        }
-        checkpoint.save(out / "checkpoints" / name, payload)
-
     logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}")
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
@@ -276,88 +221,103 @@ def _fit(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log
     log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
         f"device {device}" + (f" x {d.world} processes" if d.active else ""))
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
+    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm)
+    return Run(cfg, d, out, splits, preprocess, model, net, optimizer, schedule, scaler, knobs, sampler, loader,
+               val_loader, progress, totals, logger, log)
 
+
+def _train(run: Run) -> None:
+    """Epochs until the end, an early stop, or Ctrl-C (then ``RunInterrupted``)."""
+    cfg, d, progress = run.cfg, run.d, run.progress
     if progress.position.global_step == 0 and d.main:
-        logger.images(_preview(loader.dataset, sampler), preprocess.mean, preprocess.std, 0)
-    random_states: list[Any] = []
-    finished = "completed"
+        run.logger.images(_preview(run.loader.dataset, run.sampler), run.preprocess.mean, run.preprocess.std, 0)
     with StopFlag() as stop:
         while progress.epoch < cfg.epochs:
             epoch = progress.epoch + 1
-            sampler.set_epoch(epoch, progress.position.step_in_epoch)
-            start, start_seen = time.perf_counter(), totals.seen
-            bar = logger.progress(steps, epoch, cfg.epochs, initial=progress.position.step_in_epoch)
-
-            def after_step(loss: torch.Tensor) -> bool:
-                nonlocal random_states
-                pos = progress.position
-                if pos.step_in_epoch % cfg.log_every == 0 or pos.step_in_epoch == steps:
-                    if not math.isfinite(totals.loss_sum.item()):
-                        raise DivergedError(_diverged_message(epoch, pos.step_in_epoch, out))
-                    rate = (totals.seen - start_seen) * d.world / (time.perf_counter() - start)
-                    bar.set_postfix(loss=f"{totals.loss_sum.item() / totals.seen:.4f}",
-                                    acc=f"{totals.correct.item() / totals.seen:.2%}", img_s=f"{rate:.0f}")
-                    logger.step(pos.global_step, loss.item(), optimizer.param_groups[0]["lr"], rate)
-                bar.update(1)
-                if cfg.save_every_steps and pos.global_step % cfg.save_every_steps == 0 and pos.step_in_epoch < steps:
-                    _check_finite(totals, epoch, pos.step_in_epoch, out)
-                    random_states = distributed.gather_objects(d, random_state())
-                    save("last.pt")
-                check_stop = not d.active or pos.step_in_epoch % cfg.log_every == 0
-                return check_stop and distributed.any_rank(d, stop.set)
-
-            stopped = train_one_epoch(net, loader, optimizer, schedule, scaler, device, knobs, totals,
-                                      progress.position, after_step)
-            bar.close()
-            if stopped:
-                _check_finite(totals, epoch, progress.position.step_in_epoch, out)
-                random_states = distributed.gather_objects(d, random_state())
-                save("last.pt")
-                log(f"interrupted at epoch {epoch}, step {progress.position.step_in_epoch}/{steps}; saved {out / 'checkpoints' / 'last.pt'}")
-                log(f"resume with: alexnet train --resume --out {out}")
-                finished = "interrupted"
+            start, start_seen = time.perf_counter(), run.totals.seen
+            if _train_epoch(run, epoch, stop, start, start_seen):
+                _check_finite(run.totals, epoch, progress.position.step_in_epoch, run.out)
+                run.save("last.pt")
+                run.logger.close()
+                run.log(f"interrupted at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
+                        f"saved {run.out / 'checkpoints' / 'last.pt'}")
+                run.log(f"resume with: alexnet train --resume --out {run.out}")
+                raise RunInterrupted(run.out)
+            if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
                 break
-            _check_finite(totals, epoch, steps, out)
-            seconds = time.perf_counter() - start
-            loss_sum, correct, seen = distributed.sum_across(d, totals.loss_sum, totals.correct, torch.tensor(float(totals.seen)))
-            # Not through DDP: its forward may talk to other ranks, and val shards can differ by one batch.
-            val = evaluate(model if d.active else net, val_loader, device, knobs, d)
-            lr = optimizer.param_groups[0]["lr"]
-            reduced = schedule.epoch_end(1.0 - val.top1)
-            row = {
-                "epoch": epoch, "train_loss": loss_sum.item() / seen.item(), "train_top1": correct.item() / seen.item(),
-                "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5, "lr": lr,
-                "img_per_s": (totals.seen - start_seen) * d.world / seconds, "seconds": seconds,
-            }
-            progress.history.append(row)
-            progress.epoch = epoch
-            progress.position.step_in_epoch = 0
-            totals = Totals.zeros(device)
-            improved = val.top1 > progress.best_top1
-            if improved:
-                progress.best_top1, progress.epochs_since_best = val.top1, 0
-            else:
-                progress.epochs_since_best += 1
-            random_states = distributed.gather_objects(d, random_state())
-            if improved:
-                save("best.pt")
-            save("last.pt")
-            logger.epoch(progress.history, progress.position.global_step)
-            log(
-                f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
-                f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  lr {lr:.3g}  "
-                f"{row['img_per_s']:.0f} img/s  {seconds:.1f}s" + (" *" if improved else "")
-                + ("  (lr divided by 10: val error stopped improving)" if reduced else "")
-            )
-            if cfg.early_stop and progress.epochs_since_best >= cfg.early_stop:
-                log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
-                finished = "stopped early"
-                break
-    logger.close()
-    if finished == "interrupted":
-        raise RunInterrupted(out)
-    log(f"best val top-1 {progress.best_top1:.2%}; run folder {out} (checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
-    return out
+    run.logger.close()
+    run.log(f"best val top-1 {progress.best_top1:.2%}; run folder {run.out} "
+            "(checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
+
+
+def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen: int) -> bool:
+    """The (rest of the) epoch's steps; True when Ctrl-C asked to stop."""
+    cfg, d, pos = run.cfg, run.d, run.progress.position
+    steps = run.sampler.batches_per_epoch
+    run.sampler.set_epoch(epoch, pos.step_in_epoch)
+    bar = run.logger.progress(steps, epoch, cfg.epochs, initial=pos.step_in_epoch)
+
+    def after_step(loss: torch.Tensor) -> bool:
+        totals = run.totals
+        if pos.step_in_epoch % cfg.log_every == 0 or pos.step_in_epoch == steps:  # the only syncs in an epoch
+            _check_finite(totals, epoch, pos.step_in_epoch, run.out)
+            rate = (totals.seen - start_seen) * d.world / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{totals.loss_sum.item() / totals.seen:.4f}",
+                            acc=f"{totals.correct.item() / totals.seen:.2%}", img_s=f"{rate:.0f}")
+            run.logger.step(pos.global_step, loss.item(), run.optimizer.param_groups[0]["lr"], rate)
+        bar.update(1)
+        if cfg.save_every_steps and pos.global_step % cfg.save_every_steps == 0 and pos.step_in_epoch < steps:
+            _check_finite(totals, epoch, pos.step_in_epoch, run.out)
+            run.save("last.pt")
+        # Under DDP all ranks must agree to stop at the same step, which takes a collective:
+        # ask only at logging intervals.
+        check = not d.active or pos.step_in_epoch % cfg.log_every == 0
+        return check and distributed.any_rank(d, stop.set)
+
+    try:
+        return train_one_epoch(run.net, run.loader, run.optimizer, run.schedule, run.scaler, d.device, run.knobs,
+                               run.totals, pos, after_step)
+    finally:
+        bar.close()
+
+
+def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
+    """Validate, record, checkpoint, log; True when early stopping ends the run."""
+    cfg, d, progress = run.cfg, run.d, run.progress
+    _check_finite(run.totals, epoch, run.sampler.batches_per_epoch, run.out)
+    loss_sum, correct, seen = distributed.sum_across(d, run.totals.loss_sum, run.totals.correct,
+                                                     torch.tensor(float(run.totals.seen)))
+    # Not through DDP: its forward may talk to other ranks, and val shards can differ by one batch.
+    val = evaluate(run.model if d.active else run.net, run.val_loader, d.device, run.knobs, d)
+    lr = run.optimizer.param_groups[0]["lr"]
+    reduced = run.schedule.epoch_end(1.0 - val.top1)
+    row = {
+        "epoch": epoch, "train_loss": loss_sum.item() / seen.item(), "train_top1": correct.item() / seen.item(),
+        "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5, "lr": lr,
+        "img_per_s": images * d.world / seconds, "seconds": seconds,
+    }
+    progress.history.append(row)
+    progress.epoch = epoch
+    progress.position.step_in_epoch = 0
+    run.totals = Totals.zeros(d.device)
+    improved = val.top1 > progress.best_top1
+    if improved:
+        progress.best_top1, progress.epochs_since_best = val.top1, 0
+        run.save("best.pt")
+    else:
+        progress.epochs_since_best += 1
+    run.save("last.pt")
+    run.logger.epoch(progress.history, progress.position.global_step)
+    run.log(
+        f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
+        f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  lr {lr:.3g}  "
+        f"{row['img_per_s']:.0f} img/s  {seconds:.1f}s" + (" *" if improved else "")
+        + ("  (lr divided by 10: val error stopped improving)" if reduced else "")
+    )
+    if cfg.early_stop and progress.epochs_since_best >= cfg.early_stop:
+        run.log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
+        return True
+    return False
 
 
 def _preview(dataset: Transformed, sampler: EpochBatchSampler, n: int = 32) -> torch.Tensor:
@@ -368,16 +328,9 @@ def _preview(dataset: Transformed, sampler: EpochBatchSampler, n: int = 32) -> t
     return torch.stack([dataset[index][0] for index in next(iter(probe))[:n]])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
-def _diverged_message(epoch: int, step: int, out: Path) -> str:
-    last = out / "checkpoints" / "last.pt"
-    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
-    return f"epoch {epoch}, step {step}: the training loss is not finite; the run diverged (try a lower --lr or --clip-grad-norm); {kept}"
-
-
 def _check_finite(totals: Totals, epoch: int, step: int, out: Path) -> None:
     if not math.isfinite(totals.loss_sum.item()):
-        raise DivergedError(_diverged_message(epoch, step, out))
+        last = out / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
+        raise DivergedError(f"epoch {epoch}, step {step}: the training loss is not finite; the run diverged "
+                            f"(try a lower --lr or --clip-grad-norm); {kept}")

@@ -1,0 +1,97 @@
+"""What resuming a run needs: its position, its random state, its config, and a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import random
+import signal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint
+from ..errors import AlexNetError
+from .config import RESUME_OVERRIDES, ConfigError, TrainConfig
+from .loop import Position
+
+
+class RunDirError(AlexNetError):
+    """The run folder cannot be used without losing earlier work, or holds no run to resume."""
+
+
+@dataclass
+class Progress:
+    """Everything about where a run is, beyond the model and optimizer; saved in checkpoints."""
+
+    epoch: int = 0  # completed epochs
+    position: Position = field(default_factory=Position)
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_top1: float = -1.0
+    epochs_since_best: int = 0
+
+
+def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """With ``--resume``: the run's own config (plus the few allowed overrides) and its last checkpoint."""
+    if not cfg.resume:
+        return cfg, None
+    if not cfg.out:
+        raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    path = Path(cfg.out) / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise RunDirError(f"{path}: no checkpoint to resume from; start the run without --resume")
+    ckpt = checkpoint.load(path)
+    saved = ckpt.get("train_config")
+    if not isinstance(saved, dict) or "position" not in ckpt:
+        raise RunDirError(f"{path}: has no training state to resume from")
+    changed = sorted(k for k in explicit - RESUME_OVERRIDES if getattr(cfg, k) != saved.get(k))
+    if changed:
+        raise ConfigError(
+            f"--resume continues the run as it was configured; cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
+            f"(only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUME_OVERRIDES - {'out', 'resume'}))} may differ)"
+        )
+    return replace(TrainConfig(**saved), **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES}), ckpt
+
+
+def random_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StopFlag:
+    """The first Ctrl-C asks the loop to stop after the current step and save; a second one
+    interrupts at once."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.set:
+                raise KeyboardInterrupt
+            self.set = True
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def ignore_sigint(_worker_id: int) -> None:
+    # Data workers share the terminal's process group; Ctrl-C is the main process's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
