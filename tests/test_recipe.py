@@ -191,3 +191,15 @@ def test_mean_image_normalisation_follows_the_paper():
     assert ten_crop_transform(p)(images[0][0]).shape == (10, 3, 8, 8)
     with pytest.raises(ValueError, match="mean image"):
         base.with_stats(DataStats(stats.mean, stats.std, stats.eigval, stats.eigvec, 6, None))
+
+
+def test_paper_normalisation_is_the_mean_image_off_0_255_pixels():
+    from alexnet.data.transforms import eval_transform, stats_transform
+
+    base = Preprocess(crop=8, resize=10, normalize="paper")
+    squares = [stats_transform(base)(torch.rand(3, 10, 10)) for _ in range(5)]
+    stats = compute_stats([(s, 0) for s in squares])
+    p = base.with_stats(stats)
+    out = eval_transform(p)(squares[0])
+    assert torch.allclose(out, (255 * (squares[0] - stats.mean_image))[:, 1:9, 1:9], atol=1e-3)
+    assert _train_config("--data", "d", "--recipe", "paper").normalize == "paper"

@@ -25,10 +25,15 @@ class Preprocess:
     (``resize == crop``), a small random translation and scaling; then adds the PCA
     lighting noise when ``lighting > 0``.
 
-    Normalisation is per channel (``(x - mean) / std``), or, with ``mean_image`` (the
-    paper's "subtracting the mean activity over the training set from each pixel"), the
-    image is first cut to the central ``resize`` x ``resize`` square, the mean image is
-    subtracted and the result divided by ``std``, and only then cropped, as the paper did.
+    Normalisation (``normalize``):
+
+    * ``channel``: ``(x - mean) / std`` per channel;
+    * ``image``: the image is first cut to the central ``resize`` x ``resize`` square, the
+      training set's mean image is subtracted, the result divided by ``std``, and only then
+      cropped, as the paper did;
+    * ``paper``: the same, on 0-255 pixel values and without the division: the paper's own
+      preprocessing ("subtracting the mean activity over the training set from each pixel"),
+      the input scale its N(0, 0.01) initialisation was chosen for.
     """
 
     crop: int
@@ -40,7 +45,7 @@ class Preprocess:
     eigval: tuple[float, ...] = IMAGENET_EIGVAL
     eigvec: tuple[tuple[float, ...], ...] = IMAGENET_EIGVEC
     stats_from: str = "imagenet"  # where mean/std/eig come from: "imagenet" or "N training images"
-    normalize: str = "channel"  # "channel" or "image"
+    normalize: str = "channel"  # "channel", "image" or "paper"
     mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (3, resize, resize), [0, 1]
 
     @classmethod
@@ -64,11 +69,14 @@ class Preprocess:
         return d
 
     def with_stats(self, stats: DataStats) -> "Preprocess":
-        if self.normalize == "image" and stats.mean_image is None:
-            raise ValueError("normalize='image' needs statistics computed with a mean image")
-        return replace(self, mean=stats.mean, std=stats.std, eigval=stats.eigval, eigvec=stats.eigvec,
+        with_image = self.normalize in ("image", "paper")
+        if with_image and stats.mean_image is None:
+            raise ValueError(f"normalize={self.normalize!r} needs statistics computed with a mean image")
+        # Dividing [0, 1] pixels by 1/255 puts them back on the 0-255 scale.
+        std = (1 / 255,) * 3 if self.normalize == "paper" else stats.std
+        return replace(self, mean=stats.mean, std=std, eigval=stats.eigval, eigvec=stats.eigvec,
                        stats_from=f"{stats.images} training images",
-                       mean_image=stats.mean_image if self.normalize == "image" else None)
+                       mean_image=stats.mean_image if with_image else None)
 
 
 class SubtractImage(torch.nn.Module):

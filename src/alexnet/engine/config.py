@@ -36,7 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "paper_momentum": True,
         "schedule": "plateau",  # divided by 10 when validation error stops improving, at most 3 times
         "lighting": 0.1,  # fancy PCA, alpha ~ N(0, 0.1)
-        "normalize": "image",  # "subtracting the mean activity over the training set from each pixel"
+        "normalize": "paper",  # "subtracting the mean activity over the training set from each pixel", 0-255
     },
 }
 
@@ -59,7 +59,7 @@ class TrainConfig:
     image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None, group="data")
     val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1, group="data")
     lighting: float = _opt("std of the paper's PCA lighting noise, from the training set's RGB eigenvectors (0: off; the paper: 0.1)", default=0.0, group="data")
-    normalize: str = _opt("subtract the training set's mean per channel, or its mean image (the paper: 'image'; the image is cut to its central square first, then cropped), and divide by its std", default="channel", choices=("channel", "image"), group="data")
+    normalize: str = _opt("channel: subtract the training set's per-channel mean, divide by its std; image: subtract its mean image (the image cut to its central square first, then cropped), divide by its std; paper: subtract the mean image from 0-255 pixels and do not divide, as the paper did (its N(0, 0.01) init needs that input scale)", default="channel", choices=("channel", "image", "paper"), group="data")
     stats_images: int = _opt("training images sampled to compute mean, std and RGB PCA (cached in the run folder); 0: use ImageNet's", default=5000, group="data")
     workers: int = _opt("DataLoader worker processes per training process (0: load in the main process)", default=2, group="data")
 

@@ -56,8 +56,8 @@ def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
 def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log) -> Preprocess:
     """The training set's mean (and mean image), std and RGB PCA, computed once per run folder (on rank 0)."""
     if cfg.stats_images == 0:
-        if cfg.normalize == "image":
-            raise ConfigError("--normalize image needs the training set's mean image; drop --stats-images 0")
+        if cfg.normalize != "channel":
+            raise ConfigError(f"--normalize {cfg.normalize} needs the training set's mean image; drop --stats-images 0")
         return base
     cache = out / "data_stats.pt"
     key = {"data": cfg.data, "resize": base.resize, "train_images": len(splits.train), "max_images": cfg.stats_images}
