@@ -72,7 +72,7 @@ class TrainConfig:
         "use the paper's update v <- 0.9 v - 0.0005 lr w - lr grad; w <- w + v. torch.optim.SGD keeps lr outside the "
         "velocity (v <- 0.9 v + grad + wd w; w <- w - lr v): the same while lr is constant, but after an lr drop the "
         "paper's velocity still carries steps taken at the old rate", default=False, group="optimisation")
-    no_decay_bias_norm: bool = _opt("no weight decay on biases and norm-layer parameters", default=False, group="optimisation")
+    decay_bias_norm: bool = _opt("weight decay on biases and norm-layer parameters too, as the paper; --no-decay-bias-norm exempts them", default=True, group="optimisation")
     schedule: str = _opt("learning-rate schedule: constant; step (x gamma every --step-epochs); cosine to 0; onecycle; plateau (the paper: /10 when val error stops improving for --plateau-patience epochs, at most 3 times)", default="cosine", choices=SCHEDULES, group="optimisation")
     warmup_epochs: float = _opt("linear warmup from 0 to --lr over this many epochs", default=0.0, group="optimisation")
     step_epochs: int = _opt("epochs between drops for --schedule step", default=30, group="optimisation")
@@ -106,7 +106,7 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigError(f"--clip-grad-norm must be positive, got {self.clip_grad_norm}")
-        if self.paper_momentum and self.no_decay_bias_norm:
+        if self.paper_momentum and not self.decay_bias_norm:
             raise ConfigError("--paper-momentum applies one weight decay to all parameters; drop --no-decay-bias-norm")
 
     def to_json(self) -> str:

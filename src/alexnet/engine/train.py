@@ -178,7 +178,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         net = torch.compile(net)
 
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
-                                no_decay_bias_norm=cfg.no_decay_bias_norm, device=device)
+                                no_decay_bias_norm=not cfg.decay_bias_norm, device=device)
     try:
         sampler = EpochBatchSampler(len(splits.train), cfg.batch_size, cfg.seed, d.world, d.rank)
     except ValueError as e:
