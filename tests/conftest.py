@@ -40,3 +40,36 @@ def flat_folder(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def write_cifar(folder: Path, kind: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:
+    """A CIFAR pickle folder in the original format (Python 2 pickles: bytes keys), small."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    classes = 10 if kind == "cifar10" else 100
+    label_key = b"labels" if kind == "cifar10" else b"fine_labels"
+
+    def batch(n):
+        labels = [i % classes for i in range(n)]
+        data = np.zeros((n, 3072), np.uint8)
+        for i, label in enumerate(labels):  # red plane encodes the label, so images are checkable
+            data[i, :1024] = label
+            data[i, 1024:] = rng.integers(0, 256, 2048)
+        return {b"data": data, label_key: labels, b"batch_label": b"made by the tests"}
+
+    def dump(name, obj):
+        with open(folder / name, "wb") as f:
+            pickle.dump(obj, f, protocol=2)
+
+    if kind == "cifar10":
+        for i in range(1, 6):
+            dump(f"data_batch_{i}", batch(per_batch))
+        dump("test_batch", batch(per_batch))
+        dump("batches.meta", {b"label_names": [f"class{i}".encode() for i in range(10)]})
+    else:
+        dump("train", batch(per_batch * 5))
+        dump("test", batch(per_batch))
+        dump("meta", {b"fine_label_names": [f"fine{i}".encode() for i in range(100)], b"coarse_label_names": []})
+    return folder

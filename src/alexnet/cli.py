@@ -98,10 +98,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .tasks.prepare import digits_to_folders
+    from .tasks.prepare import cifar_to_folders, digits_to_folders
 
-    counts = digits_to_folders(args.to_folders)
-    print(f"wrote digits to {args.to_folders}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if args.dataset == "digits":
+        if args.source:
+            raise AlexNetError("prepare digits takes no SRC: the digits ship with scikit-learn")
+        counts = digits_to_folders(args.to_folders)
+    else:
+        if not args.source:
+            raise AlexNetError(f"prepare {args.dataset} needs SRC, the folder of the original python pickles")
+        counts = cifar_to_folders(args.source, args.to_folders)
+    print(f"wrote {args.dataset} to {args.to_folders}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return 0
 
 
@@ -182,11 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "prepare",
-        help="write a built-in dataset out as image folders",
-        description="Write a built-in dataset as DST/{train,val,test}/<class>/*.png, with the same split "
-        "that `--data NAME` uses.",
+        help="write a dataset out as PNG class folders",
+        description="digits: write the built-in digits as DST/{train,val,test}/<class>/*.png with the split "
+        "`--data digits` uses. cifar10, cifar100: write the original python pickle folder SRC "
+        "(cifar-10-batches-py, cifar-100-python) as DST/{train,test}/<class>/*.png.",
     )
-    p.add_argument("dataset", choices=("digits",), help="the built-in dataset to write")
+    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100"), help="what to write")
+    p.add_argument("source", nargs="?", metavar="SRC", help="the pickle folder (cifar10, cifar100)")
     p.add_argument("--to-folders", required=True, metavar="DST", help="an empty or new folder")
     p.set_defaults(func=cmd_prepare)
     return parser

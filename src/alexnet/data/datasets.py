@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from ..errors import AlexNetError
+from .cifar import is_cifar_dir, read_cifar
 from .transforms import Preprocess
 
 # Splits that are not given on disk are drawn with this seed, not the training
@@ -128,13 +129,26 @@ def _image_folder(path: Path) -> ImageFolder:
         raise DataError(f"{path}: {e}; expected {path}/<class name>/<image files>") from None
 
 
+def split_off_val(targets: Sequence[int], val_split: float, where: Path) -> tuple[list[int], list[int]]:
+    """Hold out ``val_split`` of each class, with the fixed ``SPLIT_SEED``."""
+    if not 0.0 < val_split < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1 to split {where}, got {val_split}")
+    train_idx, val_idx = stratified_split(targets, (1.0 - val_split, val_split))
+    if not train_idx or not val_idx:
+        raise DataError(f"{where}: too few images ({len(targets)}) to split off {val_split:.0%} for validation")
+    return train_idx, val_idx
+
+
+def _describe(root: Path, how: str, classes: list[str], splits: Sequence[Dataset | None]) -> str:
+    sizes = ", ".join(f"{len(d)} {n}" for n, d in zip(("train", "val", "test"), splits) if d is not None)
+    return f"{root} ({how}): {len(classes)} classes, {sizes}"
+
+
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
     preprocess = preprocess or Preprocess.for_size(image_size)
     if (root / "train").is_dir():
         train = _image_folder(root / "train")
-        if not (root / "val").is_dir():
-            raise DataError(f"{root}: has train/ but no val/; add val/<class>/... or point --data at a folder of class folders")
-        val = _image_folder(root / "val")
+        val = _image_folder(root / "val") if (root / "val").is_dir() else None
         test = _image_folder(root / "test") if (root / "test").is_dir() else None
         for name, other in (("val", val), ("test", test)):
             if other is not None and other.classes != train.classes:
@@ -142,29 +156,44 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
                     f"{root}: {name}/ has classes {other.classes} but train/ has {train.classes}; "
                     "every split needs the same class folders"
                 )
-        splits = [FolderSubset(train, range(len(train))), FolderSubset(val, range(len(val)))]
+        if val is not None:
+            splits = [FolderSubset(train, range(len(train))), FolderSubset(val, range(len(val)))]
+            how = "train/ val/"
+        else:  # e.g. the CIFAR PNG layout, train/ and test/: validation comes out of train/
+            train_idx, val_idx = split_off_val(train.targets, val_split, root / "train")
+            splits = [FolderSubset(train, train_idx), FolderSubset(train, val_idx)]
+            how = f"train/ split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED}) for val"
         splits.append(FolderSubset(test, range(len(test))) if test else None)
-        how = "train/ val/" + (" test/" if test else "")
+        how += " test/" if test else ""
         classes = train.classes
     else:
-        if not 0.0 < val_split < 1.0:
-            raise DataError(f"--val-split must be between 0 and 1 to split {root}, got {val_split}")
         full = _image_folder(root)
-        train_idx, val_idx = stratified_split(full.targets, (1.0 - val_split, val_split))
-        if not train_idx or not val_idx:
-            raise DataError(f"{root}: too few images ({len(full)}) to split off {val_split:.0%} for validation")
+        train_idx, val_idx = split_off_val(full.targets, val_split, root)
         splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
         how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
         classes = full.classes
-    train, val, test = splits
-    sizes = ", ".join(f"{len(d)} {n}" for n, d in zip(("train", "val", "test"), splits) if d is not None)
-    return Splits(train, val, test, classes, preprocess, f"{root} ({how}): {len(classes)} classes, {sizes}")
+    return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits))
+
+
+def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
+    """CIFAR-10/100 pickles: val is held out of the training batches, test is the test batch."""
+    c = read_cifar(root)
+    train_idx, val_idx = split_off_val(c.train_labels, val_split, root)
+    splits = [
+        ArrayImages(c.train_images[train_idx], c.train_labels[train_idx]),
+        ArrayImages(c.train_images[val_idx], c.train_labels[val_idx]),
+        ArrayImages(c.test_images, c.test_labels),
+    ]
+    how = f"{c.name} pickles, training batches split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
+    return Splits(*splits, c.class_names, preprocess or Preprocess.for_size(image_size),
+                  _describe(root, how, c.class_names, splits))
 
 
 def open_source(
     source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None
 ) -> Splits:
-    """Open ``--data``: ``digits`` or a folder. ``preprocess`` (from a checkpoint) overrides the default."""
+    """Open ``--data``: ``digits``, a CIFAR pickle folder, or a folder of images.
+    ``preprocess`` (from a checkpoint) overrides the source's default."""
     if source == "digits":
         return open_digits(image_size, preprocess)
     root = Path(source).expanduser()
@@ -172,4 +201,6 @@ def open_source(
         raise DataError(f"{source}: no such data source; pass 'digits' or a folder of class subfolders")
     if not root.is_dir():
         raise DataError(f"{source}: is a file; --data takes 'digits' or a folder of class subfolders")
+    if is_cifar_dir(root):
+        return open_cifar(root, image_size, val_split, preprocess)
     return open_folder(root, image_size, val_split, preprocess)

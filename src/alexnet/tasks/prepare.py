@@ -6,7 +6,33 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.cifar import is_cifar_dir, read_cifar
 from ..data.datasets import DIGITS_FRACTIONS, DataError, digits_images, stratified_split
+
+
+def _empty_destination(dst: Path) -> None:
+    if dst.exists() and any(dst.iterdir()):
+        raise DataError(f"{dst} is not empty; choose a new folder for --to-folders")
+
+
+def _write_pngs(dst: Path, images, labels, names: list[str], start: int = 0) -> int:
+    for name in names:
+        (dst / name).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels), start):
+        Image.fromarray(image).save(dst / names[label] / f"{i:05d}.png")
+    return len(labels)
+
+
+def cifar_to_folders(src: str | Path, dst: str | Path) -> dict[str, int]:
+    """Write a CIFAR pickle folder as ``DST/{train,test}/<class>/<index>.png`` (the PNG
+    layout some AlexNet documents train from); ``--data DST`` then holds out val from train/."""
+    src, dst = Path(src), Path(dst)
+    if not is_cifar_dir(src):
+        raise DataError(f"{src}: not a CIFAR pickle folder (cifar-10-batches-py or cifar-100-python)")
+    _empty_destination(dst)
+    c = read_cifar(src)
+    return {"train": _write_pngs(dst / "train", c.train_images, c.train_labels, c.class_names),
+            "test": _write_pngs(dst / "test", c.test_images, c.test_labels, c.class_names)}
 
 
 def digits_to_folders(dst: str | Path) -> dict[str, int]:
@@ -16,14 +42,13 @@ def digits_to_folders(dst: str | Path) -> dict[str, int]:
     is evaluated on the same test images. Returns the number of images per split.
     """
     dst = Path(dst)
-    if dst.exists() and any(dst.iterdir()):
-        raise DataError(f"{dst} is not empty; choose a new folder for --to-folders")
+    _empty_destination(dst)
     images, labels, names = digits_images()
     counts = {}
     for split, idx in zip(("train", "val", "test"), stratified_split(labels, DIGITS_FRACTIONS)):
         for name in names:
             (dst / split / name).mkdir(parents=True, exist_ok=True)
-        for i in idx:
+        for i in idx:  # named by their index in scikit-learn's array
             Image.fromarray(images[i]).save(dst / split / names[labels[i]] / f"{i:04d}.png")
         counts[split] = len(idx)
     return counts

@@ -1,0 +1,78 @@
+"""CIFAR-10 and CIFAR-100 read straight from their original python pickle folders.
+
+No checksum is demanded (torchvision's loader insists on one, and users' copies are often
+re-packed or partial): a folder is CIFAR if it holds the batch files, and each batch is
+read as the original Python code did, ``pickle.load(f, encoding="bytes")``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AlexNetError
+
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+@dataclass
+class CifarArrays:
+    name: str  # "CIFAR-10" or "CIFAR-100"
+    train_images: np.ndarray  # (N, 32, 32, 3) uint8
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: list[str]
+
+
+def is_cifar_dir(path: Path) -> bool:
+    return (path / "test_batch").is_file() or ((path / "train").is_file() and (path / "meta").is_file())
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            raw = pickle.load(f, encoding="bytes")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise AlexNetError(f"{path}: not a readable CIFAR batch ({e})") from None
+    # Keys are bytes in the Python 2 pickles; accept str too (re-packed copies).
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+
+
+def _images(batch: dict, path: Path) -> np.ndarray:
+    data = np.asarray(batch.get("data"), dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise AlexNetError(f"{path}: expected 'data' of shape (N, 3072), found {data.shape}")
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major.
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+
+
+def _names(meta: dict, key: str) -> list[str]:
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+
+
+def read_cifar(path: str | Path) -> CifarArrays:
+    """Read a ``cifar-10-batches-py`` or ``cifar-100-python`` folder (any number of train batches present)."""
+    path = Path(path)
+    if (path / "test_batch").is_file():  # CIFAR-10
+        batches = [path / b for b in CIFAR10_TRAIN if (path / b).is_file()]
+        if not batches:
+            raise AlexNetError(f"{path}: has test_batch but no data_batch_1..5")
+        train = [_unpickle(b) for b in batches]
+        test = _unpickle(path / "test_batch")
+        names = _names(_unpickle(path / "batches.meta"), "label_names") if (path / "batches.meta").is_file() \
+            else [str(i) for i in range(10)]
+        label_key, name = "labels", "CIFAR-10"
+        train_images = np.concatenate([_images(b, p) for b, p in zip(train, batches)])
+        train_labels = np.concatenate([np.asarray(b[label_key]) for b in train])
+    else:  # CIFAR-100: one train file, one test file, meta with fine and coarse names
+        t = _unpickle(path / "train")
+        test = _unpickle(path / "test")
+        names = _names(_unpickle(path / "meta"), "fine_label_names")
+        label_key, name = "fine_labels", "CIFAR-100"
+        train_images, train_labels = _images(t, path / "train"), np.asarray(t[label_key])
+    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, path / "test"),
+                       np.asarray(test[label_key], dtype=np.int64), names)

@@ -1,0 +1,63 @@
+"""Data sources beyond digits and plain folders: CIFAR pickles, train/ + test/ layouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alexnet.cli import main
+from alexnet.data import DataError, open_source
+
+from conftest import write_cifar, write_images
+
+
+@pytest.mark.parametrize("kind,classes,train_images", [("cifar10", 10, 100), ("cifar100", 100, 1000)])
+def test_cifar_pickles_are_read_directly(tmp_path, kind, classes, train_images):
+    folder = write_cifar(tmp_path / kind, kind, per_batch=train_images // 5)
+    splits = open_source(str(folder), 32, val_split=0.2 if kind == "cifar10" else 0.1)
+    assert len(splits.class_names) == classes
+    assert len(splits.train) + len(splits.val) == train_images and len(splits.test) == train_images // 5
+    image, label = splits.test[3]
+    assert image.size == (32, 32) and image.mode == "RGB"
+    assert np.asarray(image)[..., 0].max() == label  # the red plane was written as the label
+    assert splits.default_eval_split == "test"
+
+
+def test_prepare_cifar_writes_the_png_layout_that_trains(tmp_path, capsys):
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    assert main(["prepare", "cifar10", str(folder), "--to-folders", str(tmp_path / "png")]) == 0
+    assert "100 train, 20 test" in capsys.readouterr().out
+    assert len(list((tmp_path / "png" / "train" / "class3").glob("*.png"))) == 10
+    splits = open_source(str(tmp_path / "png"), 32, val_split=0.2)  # train/ + test/, no val/
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (80, 20, 20)
+    assert "train/ split 80%/20%" in splits.description
+    assert main(["prepare", "cifar10", "--to-folders", str(tmp_path / "x")]) == 1
+    assert "needs SRC" in capsys.readouterr().err
+    assert main(["prepare", "cifar10", str(tmp_path), "--to-folders", str(tmp_path / "y")]) == 1
+    assert "not a CIFAR pickle folder" in capsys.readouterr().err
+
+
+def test_train_and_evaluate_on_cifar_pickles(tmp_path, capsys):
+    folder = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=8)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--out", str(run), "--arch", "alexnet_cifar", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--model-option", "widths=8,16,16,16,16",
+                 "--model-option", "hidden=32", "--val-split", "0.25"]) == 0
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(folder),
+                 "--workers", "0"]) == 0
+    assert "[test, 8 images, centre crop]" in capsys.readouterr().out
+
+
+def test_a_damaged_cifar_batch_is_a_one_line_error(tmp_path):
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    (folder / "data_batch_2").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(Exception, match="data_batch_2: not a readable CIFAR batch"):
+        open_source(str(folder), 32)
+
+
+def test_train_without_val_folder_is_split(tmp_path):
+    write_images(tmp_path / "d" / "train", 10)
+    splits = open_source(str(tmp_path / "d"), 32, val_split=0.2)
+    assert (len(splits.train), len(splits.val), splits.test) == (24, 6, None)
+    with pytest.raises(DataError, match="--val-split must be between 0 and 1"):
+        open_source(str(tmp_path / "d"), 32, val_split=0)
