@@ -61,3 +61,17 @@ def test_train_without_val_folder_is_split(tmp_path):
     assert (len(splits.train), len(splits.val), splits.test) == (24, 6, None)
     with pytest.raises(DataError, match="--val-split must be between 0 and 1"):
         open_source(str(tmp_path / "d"), 32, val_split=0)
+
+
+def test_a_cifar_file_without_its_keys_is_a_one_line_error(tmp_path):
+    import pickle
+
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8)}, f, protocol=2)  # no labels
+    with pytest.raises(Exception, match="lacks the key 'labels'"):
+        open_source(str(folder), 32)
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump([1, 2, 3], f, protocol=2)
+    with pytest.raises(Exception, match="data_batch_1: not a CIFAR batch"):
+        open_source(str(folder), 32)

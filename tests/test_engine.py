@@ -118,7 +118,8 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(split_folder, t
 
 def test_resume_refuses_to_change_the_optimisation(split_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4",
+                 "--schedule", "step"]) == 0
     assert main(["train", "--resume", "--out", str(run), "--lr", "0.5"]) == 1
     assert "cannot change --lr" in capsys.readouterr().err
     # extending a finished run is allowed
@@ -148,7 +149,8 @@ def test_resume_from_a_damaged_or_foreign_checkpoint_is_one_line(split_folder, t
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint(split_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4",
+                 "--schedule", "constant"]) == 0
     last = run / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     ckpt["model"]["fc8.weight"].fill_(float("nan"))  # the next step's loss will be NaN
@@ -218,7 +220,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_follow_the_one_process_loss_curve(split_folder, tmp_path):
     """2 ranks x batch 4 (gloo, CPU) see exactly the batches of 1 process x batch 8."""
-    common = ["--data", str(split_folder), *SMALL, "--epochs", "3", "--dropout", "0", "--lighting", "0.1", "--lr", "0.003"]
+    common = ["--data", str(split_folder), *SMALL, "--epochs", "3", "--dropout", "0", "--lighting", "0.1", "--lr", "0.003",
+              "--schedule", "step", "--step-epochs", "2"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     subprocess.run(_cmd("train", "--out", str(single), "--batch-size", "8", *common), check=True, capture_output=True,
                    timeout=300)
@@ -282,3 +285,28 @@ def test_batches_shard_across_ranks_and_resume_mid_epoch():
     assert list(fresh) != [b for b in EpochBatchSampler(20, 8, seed=3)]  # another epoch, another order
     with pytest.raises(ValueError, match="fewer than one batch"):
         EpochBatchSampler(5, 4, seed=0, world=2)
+
+
+def test_run_folder_checks_come_before_anything_is_written(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(run), *SMALL]) == 1
+    assert not run.exists()  # a mistyped --data leaves nothing behind
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch\n")
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--batch-size", "4"]) == 1
+    assert "already holds an earlier run (metrics.csv)" in capsys.readouterr().err
+
+
+def test_cosine_runs_cannot_change_length_on_resume(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4",
+                 "--schedule", "cosine"]) == 0
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 1
+    assert "laid out over its 1 epochs" in capsys.readouterr().err
+
+
+def test_wrapper_prefixes_of_compiled_ddp_models_are_stripped():
+    from alexnet import get_model
+
+    state = {"_orig_mod.module." + k: v for k, v in get_model("alexnet_cifar").state_dict().items()}
+    get_model("alexnet_cifar", num_classes=1000, weights=state)

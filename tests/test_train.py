@@ -84,7 +84,7 @@ def test_run_folder_is_never_overwritten(split_folder, tmp_path, capsys):
     _train(split_folder, run, "--epochs", "1")
     before = (run / "checkpoints" / "last.pt").read_bytes()
     assert main(["train", "--data", str(split_folder), "--out", str(run), *TINY]) == 1
-    assert "already holds checkpoints" in capsys.readouterr().err
+    assert "already holds an earlier run" in capsys.readouterr().err
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 

@@ -64,7 +64,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint of this project and check its format."""
     ckpt = read(path)
     if not is_checkpoint(ckpt):
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' marker); for bare weights use --weights")
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' marker); load bare weights with get_model(..., weights=PATH)")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this alexnet understands ({VERSION})")
     return ckpt

@@ -15,6 +15,17 @@ from .models import list_models, model_info
 EPILOG = "Run `alexnet COMMAND --help` for the options of a command."
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
 def _models_help() -> str:
     return "; ".join(f"{n}: {model_info(n).summary}" for n in list_models())
 
@@ -65,6 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  top-5  accuracy {r.top5:.2%}  error {1 - r.top5:.2%}")
     if args.json:
         report = {"checkpoint": str(args.checkpoint), "data": ev.data, "split": ev.split, "views": ev.views, **r.as_dict()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")
     return 0
@@ -162,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
                    "as the paper tested; default: the centre crop alone")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
-    p.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--batch-size", type=_at_least(1), default=256, help="(default: 256)")
+    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -175,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--top-k", type=_at_least(1), default=5, help="classes to show per image (default: 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
     p.set_defaults(func=cmd_predict)
 

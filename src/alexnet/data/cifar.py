@@ -2,7 +2,9 @@
 
 No checksum is demanded (torchvision's loader insists on one, and users' copies are often
 re-packed or partial): a folder is CIFAR if it holds the batch files, and each batch is
-read as the original Python code did, ``pickle.load(f, encoding="bytes")``.
+read as the original Python code did, ``pickle.load(f, encoding="bytes")``. Unpickling
+runs whatever the file says, as torchvision's loader does too: only point ``--data`` at
+CIFAR files from a source you trust.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             raw = pickle.load(f, encoding="bytes")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise AlexNetError(f"{path}: not a readable CIFAR batch ({e})") from None
+    except Exception as e:  # truncated, foreign or corrupt: unpickling can fail in many ways
+        raise AlexNetError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+    if not isinstance(raw, dict):
+        raise AlexNetError(f"{path}: not a CIFAR batch (holds a {type(raw).__name__}, not a dict)")
     # Keys are bytes in the Python 2 pickles; accept str too (re-packed copies).
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
@@ -57,6 +61,13 @@ def _names(meta: dict, key: str) -> list[str]:
 def read_cifar(path: str | Path) -> CifarArrays:
     """Read a ``cifar-10-batches-py`` or ``cifar-100-python`` folder (any number of train batches present)."""
     path = Path(path)
+    try:
+        return _read(path)
+    except KeyError as e:
+        raise AlexNetError(f"{path}: a CIFAR file lacks the key {e}; is this an original python-version CIFAR folder?") from None
+
+
+def _read(path: Path) -> CifarArrays:
     if (path / "test_batch").is_file():  # CIFAR-10
         batches = [path / b for b in CIFAR10_TRAIN if (path / b).is_file()]
         if not batches:
@@ -65,14 +76,14 @@ def read_cifar(path: str | Path) -> CifarArrays:
         test = _unpickle(path / "test_batch")
         names = _names(_unpickle(path / "batches.meta"), "label_names") if (path / "batches.meta").is_file() \
             else [str(i) for i in range(10)]
-        label_key, name = "labels", "CIFAR-10"
+        label_key, name, test_path = "labels", "CIFAR-10", path / "test_batch"
         train_images = np.concatenate([_images(b, p) for b, p in zip(train, batches)])
         train_labels = np.concatenate([np.asarray(b[label_key]) for b in train])
     else:  # CIFAR-100: one train file, one test file, meta with fine and coarse names
         t = _unpickle(path / "train")
         test = _unpickle(path / "test")
         names = _names(_unpickle(path / "meta"), "fine_label_names")
-        label_key, name = "fine_labels", "CIFAR-100"
+        label_key, name, test_path = "fine_labels", "CIFAR-100", path / "test"
         train_images, train_labels = _images(t, path / "train"), np.asarray(t[label_key])
-    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, path / "test"),
+    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, test_path),
                        np.asarray(test[label_key], dtype=np.int64), names)

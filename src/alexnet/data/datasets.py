@@ -72,7 +72,6 @@ class FolderSubset(Dataset):
 
     def __init__(self, base: ImageFolder, indices: Sequence[int]):
         self.base, self.indices = base, list(indices)
-        self.targets = [base.targets[i] for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -11,6 +11,7 @@ batches one process would:
 
 from __future__ import annotations
 
+import signal
 from typing import Callable, Iterator
 
 import torch
@@ -38,7 +39,9 @@ class Transformed(Dataset):
             i, seed = index
             image, label = self.base[i]
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # Only the CPU generator: torch.manual_seed would also reseed CUDA's, which
+                # fork_rng(devices=[]) does not restore, and dropout on the GPU draws from it.
+                torch.default_generator.manual_seed(seed)
                 return self.transform(image), label
         image, label = self.base[index]
         return self.transform(image), label
@@ -78,6 +81,12 @@ class EpochBatchSampler(Sampler[list]):
             yield [(i, sample_seed(self.seed, self.epoch, i)) for i in perm[lo : lo + self.batch_size]]
 
 
+def ignore_sigint(_worker_id: int) -> None:
+    # Data workers share the terminal's process group; Ctrl-C is the main process's to handle
+    # (it saves the run), so a worker must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def train_loader(dataset: Transformed, sampler: EpochBatchSampler, workers: int, pin_memory: bool) -> DataLoader:
     return DataLoader(
         dataset,
@@ -87,6 +96,7 @@ def train_loader(dataset: Transformed, sampler: EpochBatchSampler, workers: int,
         # Our own generator, so creating an iterator does not draw from the global RNG
         # (dropout's), which would make a resumed run diverge from an uninterrupted one.
         generator=torch.Generator(),
+        worker_init_fn=ignore_sigint,
     )
 
 
@@ -97,4 +107,4 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: boo
     if world > 1:
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=pin_memory, generator=torch.Generator())
+                      pin_memory=pin_memory, generator=torch.Generator(), worker_init_fn=ignore_sigint)

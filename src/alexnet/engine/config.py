@@ -47,7 +47,7 @@ RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_ev
 
 @dataclass
 class TrainConfig:
-    data: str | None = _opt("'digits' (ships with scikit-learn), or a folder: DIR/train/<class>/ + DIR/val/<class>/, or DIR/<class>/ split by --val-split", default=None, group="data")
+    data: str | None = _opt("'digits' (ships with scikit-learn); a CIFAR-10/100 python pickle folder; or a folder: DIR/train/<class>/ [+ DIR/val/<class>/] [+ DIR/test/<class>/], or DIR/<class>/", default=None, group="data")
     recipe: str | None = _opt("'paper': section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, mean-image normalisation, PCA lighting 0.1); flags you give override it", default=None, choices=tuple(RECIPES))
     arch: str = _opt("model variant (`alexnet models` lists them)", default="alexnet", choices=list_models)
     model_option: list[str] | None = _opt(
@@ -57,7 +57,7 @@ class TrainConfig:
     )
     dropout: float | None = _opt("dropout probability in the fc layers (default: the variant's, 0.5)", default=None)
     image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None, group="data")
-    val_split: float = _opt("fraction held out for validation when --data is one folder of classes", default=0.1, group="data")
+    val_split: float = _opt("fraction of the training images held out for validation when the data has no val/ split (fixed seed)", default=0.1, group="data")
     lighting: float = _opt("std of the paper's PCA lighting noise, from the training set's RGB eigenvectors (0: off; the paper: 0.1)", default=0.0, group="data")
     normalize: str = _opt("channel: subtract the training set's per-channel mean, divide by its std; image: subtract its mean image (the image cut to its central square first, then cropped), divide by its std; paper: subtract the mean image from 0-255 pixels and do not divide, as the paper did (its N(0, 0.01) init needs that input scale)", default="channel", choices=("channel", "image", "paper"), group="data")
     stats_images: int = _opt("training images sampled to compute mean, std and RGB PCA (cached in the run folder); 0: use ImageNet's", default=5000, group="data")
@@ -87,7 +87,7 @@ class TrainConfig:
     resume: bool = _opt("continue the run in --out from checkpoints/last.pt: weights, optimizer, schedule, random state and data order, so it ends as if never interrupted", default=False, group="run")
     save_every_steps: int = _opt("also write checkpoints/last.pt every N steps within an epoch (0: at epoch ends only)", default=0, group="run")
     log_every: int = _opt("steps between progress updates (the only host-device synchronisation inside an epoch)", default=20, group="run")
-    deterministic: bool = _opt("deterministic algorithms only (bitwise-reproducible on the CPU; slower on GPUs)", default=False, group="run")
+    deterministic: bool = _opt("deterministic algorithms (bitwise-reproducible on the CPU; on GPUs slower, and a few kernels without a deterministic version only warn)", default=False, group="run")
 
     device: str = _opt("auto picks cuda, then mps, then cpu", default="auto", choices=("auto", "cpu", "cuda", "mps"), group="speed")
     amp: str = _opt("autocast precision: off, bf16 (no loss scaling needed), fp16 (with a grad scaler)", default="off", choices=("off", "bf16", "fp16"), group="speed")
@@ -96,7 +96,7 @@ class TrainConfig:
     sync_bn: bool = _opt("SyncBatchNorm across processes under torchrun (alexnet_bn)", default=False, group="speed")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every"):
+        for name in ("epochs", "batch_size", "log_every", "step_epochs", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -144,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = base
-        if f.default not in (None, False, MISSING):
+        if f.default is not None and f.default is not False and f.default is not MISSING:
             kw["help"] += f" (default: {f.default})"
         group = f.metadata.get("group")
         target = groups.setdefault(group, parser.add_argument_group(group)) if group else parser

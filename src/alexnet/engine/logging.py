@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,10 +24,6 @@ class RunLogger:
 
             # purge_step drops events a killed run wrote after its last checkpoint.
             self.tb = SummaryWriter(str(out / "tb"), purge_step=purge_step)
-
-    def print(self, *args: Any) -> None:
-        if self.enabled:
-            print(*args, flush=True)
 
     def progress(self, total: int, epoch: int, epochs: int, initial: int = 0):
         from tqdm import tqdm

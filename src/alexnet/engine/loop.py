@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..errors import AlexNetError
 from .distributed import Dist, sum_across
 from .optim import Schedule
 
@@ -164,5 +165,5 @@ def evaluate(
         loss_sum, c1, c5, seen = sum_across(dist, loss_sum, c1, c5, seen)
     n = int(seen.item())
     if n == 0:
-        raise RuntimeError("nothing to evaluate: the split is empty")
+        raise AlexNetError("nothing to evaluate: the split is empty")
     return EvalResult(loss_sum.item() / n, c1.item() / n, c5.item() / n, n)

@@ -146,11 +146,10 @@ class Schedule:
             return True
         return False
 
-    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         lr = self.lr(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-        return lr
+            group["lr"] = lr
 
     def state_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k in ("scale", "best_error", "bad_epochs", "reductions")}

@@ -50,7 +50,14 @@ def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, d
             f"--resume continues the run as it was configured; cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
             f"(only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUME_OVERRIDES - {'out', 'resume'}))} may differ)"
         )
-    return replace(TrainConfig(**saved), **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES}), ckpt
+    if "epochs" in explicit and cfg.epochs != saved.get("epochs") and saved.get("schedule") in ("cosine", "onecycle"):
+        raise ConfigError(f"this run's {saved['schedule']} schedule is laid out over its {saved['epochs']} epochs; "
+                          "--epochs can change on resume only with --schedule constant, step or plateau")
+    try:
+        resumed = TrainConfig(**saved)
+    except TypeError as e:
+        raise RunDirError(f"{path}: its training config is not one this version understands ({e})") from None
+    return replace(resumed, **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES}), ckpt
 
 
 def random_state() -> dict[str, Any]:
@@ -90,8 +97,3 @@ class StopFlag:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-def ignore_sigint(_worker_id: int) -> None:
-    # Data workers share the terminal's process group; Ctrl-C is the main process's to handle.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,8 +31,7 @@ from .config import ConfigError, TrainConfig
 from .logging import RunLogger
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
-from .resume import (Progress, RunDirError, StopFlag, ignore_sigint, random_state, resolve_config,
-                     set_random_state)
+from .resume import Progress, RunDirError, StopFlag, random_state, resolve_config, set_random_state
 
 
 class DivergedError(AlexNetError):
@@ -47,8 +47,10 @@ def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
     name = cfg.out or f"runs/{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(distributed.gather_objects(d, name)[0])
     if not cfg.resume and d.main:
-        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise RunDirError(f"{out} already holds checkpoints of an earlier run; continue it with --resume, or choose another --out")
+        earlier = [n for n in ("checkpoints", "config.json", "metrics.csv", "tb") if (out / n).exists()]
+        if earlier:
+            raise RunDirError(f"{out} already holds an earlier run ({', '.join(earlier)}); continue it with --resume, "
+                              "or choose another --out")
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     return out
 
@@ -139,21 +141,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         raise ConfigError("--data is required: 'digits' or a folder of images")
     image_size = cfg.image_size or model_info(cfg.arch).image_size
     device = d.device
-    out = prepare_run_dir(cfg, d)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-
+    # Everything that can be wrong with the data or the model is found before the run
+    # folder is made, so a typo leaves nothing behind.
     splits = open_source(cfg.data, image_size, cfg.val_split)
-    if ckpt is not None:
-        preprocess = Preprocess.from_dict(ckpt["preprocess"])
-        if list(ckpt["class_names"]) != list(splits.class_names):
-            raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
-    else:
-        base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
-        preprocess = dataset_stats(cfg, splits, base, out, d, log)
-
     options = parse_model_options(cfg.model_option)
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
@@ -161,9 +151,24 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     model = get_model(cfg.arch, num_classes=len(splits.class_names), **options)
     if image_size < model.min_input_size:
         raise ConfigError(f"--image-size {image_size} is below {cfg.arch}'s minimum of {model.min_input_size}")
+    out = prepare_run_dir(cfg, d)
+    if cfg.deterministic:
+        # cuBLAS needs this to be deterministic; warn_only because some CUDA kernels
+        # (AdaptiveAvgPool2d's backward) have no deterministic version and would raise.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+
     if ckpt is not None:
+        preprocess = Preprocess.from_dict(ckpt["preprocess"])
+        if list(ckpt["class_names"]) != list(splits.class_names):
+            raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
         _validate_resume(ckpt, model, out)
         load_state_dict(model, ckpt["model"], "checkpoint weights")
+    else:
+        base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
+        preprocess = dataset_stats(cfg, splits, base, out, d, log)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -190,8 +195,6 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     pin = device.type == "cuda"
     loader = train_loader(Transformed(splits.train, train_transform(preprocess)), sampler, cfg.workers, pin)
-    if cfg.workers:
-        loader.worker_init_fn = ignore_sigint
     val_loader = eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
                              d.world, d.rank)
 

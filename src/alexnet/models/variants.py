@@ -35,10 +35,9 @@ def _build(base: AlexNetConfig, num_classes: int, options: dict[str, Any]) -> Al
     if unknown := sorted(set(options) - known):
         raise ModelOptionError(f"unknown model option(s) {unknown}; options are {sorted(known)}")
     try:
-        config = replace(base, num_classes=num_classes, **options)
-    except ValueError as e:
-        raise ModelOptionError(str(e)) from None
-    return AlexNet(config)
+        return AlexNet(replace(base, num_classes=num_classes, **options))
+    except (ValueError, TypeError) as e:  # a value of the wrong kind, e.g. hidden=abc
+        raise ModelOptionError(f"model options {options}: {e}") from None
 
 
 @register_model("alexnet2012", image_size=224, summary="the paper's two-tower net: groups=2, LRN, paper init (60,965,224 params)")

@@ -52,8 +52,8 @@ def normalize_state_dict(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Strip wrapper prefixes and map torchvision names, whatever saved the file."""
     clean = {}
     for key, value in state.items():
-        for prefix in _WRAPPER_PREFIXES:
-            key = key.removeprefix(prefix)
+        while key.startswith(_WRAPPER_PREFIXES):  # torch.compile(DDP(model)): "_orig_mod.module."
+            key = key.removeprefix(next(p for p in _WRAPPER_PREFIXES if key.startswith(p)))
         clean[key] = value
     if any(k.startswith(("features.", "classifier.")) for k in clean):
         clean = from_torchvision(clean)

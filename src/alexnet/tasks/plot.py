@@ -12,8 +12,11 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         raise AlexNetError(f"{path}: no such file; point at a run folder written by `alexnet train`")
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    except (ValueError, TypeError) as e:
+        raise AlexNetError(f"{path}: not a metrics file written by `alexnet train` ({e})") from None
 
 
 def draw_curves(rows: list[dict[str, float]], path: str | Path, title: str = "") -> Path:

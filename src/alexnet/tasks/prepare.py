@@ -11,14 +11,14 @@ from ..data.datasets import DIGITS_FRACTIONS, DataError, digits_images, stratifi
 
 
 def _empty_destination(dst: Path) -> None:
-    if dst.exists() and any(dst.iterdir()):
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DataError(f"{dst} is not empty; choose a new folder for --to-folders")
 
 
-def _write_pngs(dst: Path, images, labels, names: list[str], start: int = 0) -> int:
+def _write_pngs(dst: Path, images, labels, names: list[str]) -> int:
     for name in names:
         (dst / name).mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(images, labels), start):
+    for i, (image, label) in enumerate(zip(images, labels)):
         Image.fromarray(image).save(dst / names[label] / f"{i:05d}.png")
     return len(labels)
 
