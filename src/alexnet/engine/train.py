@@ -213,9 +213,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
             log(f"warning: the run was saved with {len(states)} processes, now {d.world}: dropout noise will differ")
             torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
     else:
-        if d.main:
-            (out / "config.json").write_text(cfg.to_json() + "\n")
         torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))  # dropout: different on each rank
+    if d.main:  # also on resume, which may have changed --epochs, --data or --workers
+        (out / "config.json").write_text(cfg.to_json() + "\n")
 
     logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}")
     log(f"config: {json.dumps(asdict(cfg))}")
