@@ -75,3 +75,50 @@ def test_a_cifar_file_without_its_keys_is_a_one_line_error(tmp_path):
         pickle.dump([1, 2, 3], f, protocol=2)
     with pytest.raises(Exception, match="data_batch_1: not a CIFAR batch"):
         open_source(str(folder), 32)
+
+
+def _flat_val(folder, n=6):
+    folder.mkdir(parents=True)
+    for i in range(1, n + 1):
+        (folder / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"jpeg %d" % i)
+    return folder
+
+
+@pytest.mark.parametrize("form", ["kaggle csv", "caffe val.txt"])
+@pytest.mark.parametrize("link", [False, True])
+def test_prepare_imagenet_val_files_images_by_wnid(tmp_path, capsys, form, link):
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    val = _flat_val(tmp_path / "imagenet" / "val")
+    for w in wnids:  # train/<wnid>/ beside val/ gives the index order for val.txt
+        (tmp_path / "imagenet" / "train" / w).mkdir(parents=True)
+    if form == "kaggle csv":
+        labels = tmp_path / "LOC_val_solution.csv"
+        labels.write_text("ImageId,PredictionString\n" + "".join(
+            f"ILSVRC2012_val_{i:08d},{wnids[i % 3]} 1 2 3 4\n" for i in range(1, 7)))
+    else:
+        labels = tmp_path / "val.txt"
+        labels.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i % 3}\n" for i in range(1, 7)))
+    argv = ["prepare", "imagenet-val", "--val-dir", str(val), "--labels", str(labels)] + (["--link"] if link else [])
+    assert main(argv) == 0
+    assert f"{'linked' if link else 'moved'} 6, already in place 0, missing 0" in capsys.readouterr().out
+    assert (val / "n01443537" / "ILSVRC2012_val_00000001.JPEG").read_bytes() == b"jpeg 1"
+    assert sorted(p.name for p in val.iterdir() if p.is_dir()) == wnids
+    assert main(argv) == 0  # again: nothing to do
+    assert "moved 0, already in place 6" in capsys.readouterr().out.replace("linked", "moved")
+
+
+def test_prepare_imagenet_val_needs_a_class_order_for_indices(tmp_path, capsys):
+    val = _flat_val(tmp_path / "val", 2)
+    labels = tmp_path / "val.txt"
+    labels.write_text("ILSVRC2012_val_00000001.JPEG 1\nILSVRC2012_val_00000002.JPEG 0\n")
+    assert main(["prepare", "imagenet-val", "--val-dir", str(val), "--labels", str(labels)]) == 1
+    assert "--classes" in capsys.readouterr().err
+    classes = tmp_path / "LOC_synset_mapping.txt"
+    classes.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")
+    assert main(["prepare", "imagenet-val", "--val-dir", str(val), "--labels", str(labels),
+                 "--classes", str(classes)]) == 0
+    assert (val / "n01443537" / "ILSVRC2012_val_00000001.JPEG").exists()
+    labels.write_text("ILSVRC2012_val_00000003.JPEG 7\n")
+    assert main(["prepare", "imagenet-val", "--val-dir", str(val), "--labels", str(labels),
+                 "--classes", str(classes)]) == 1
+    assert "0 <= INDEX < 2" in capsys.readouterr().err

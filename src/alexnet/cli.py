@@ -112,6 +112,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .tasks.prepare import cifar_to_folders, digits_to_folders
 
+    if args.dataset == "imagenet-val":
+        from .tasks.imagenet import file_val_images
+
+        if not (args.val_dir and args.labels):
+            raise AlexNetError("prepare imagenet-val needs --val-dir DIR and --labels FILE")
+        report = file_val_images(args.val_dir, args.labels, args.link, args.classes)
+        print(f"{args.val_dir}: {report}")
+        return 0
+    if not args.to_folders:
+        raise AlexNetError(f"prepare {args.dataset} needs --to-folders DST")
     if args.dataset == "digits":
         if args.source:
             raise AlexNetError("prepare digits takes no SRC: the digits ship with scikit-learn")
@@ -201,14 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "prepare",
-        help="write a dataset out as PNG class folders",
+        help="write datasets out as class folders; file ImageNet's validation images",
         description="digits: write the built-in digits as DST/{train,val,test}/<class>/*.png with the split "
         "`--data digits` uses. cifar10, cifar100: write the original python pickle folder SRC "
-        "(cifar-10-batches-py, cifar-100-python) as DST/{train,test}/<class>/*.png.",
+        "(cifar-10-batches-py, cifar-100-python) as DST/{train,test}/<class>/*.png. imagenet-val: move (or "
+        "--link) the 50,000 flat ILSVRC2012 validation images into <wnid>/ folders, from the Kaggle "
+        "LOC_val_solution.csv or Caffe's val.txt; running it again changes nothing.",
     )
-    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100"), help="what to write")
+    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100", "imagenet-val"), help="what to prepare")
     p.add_argument("source", nargs="?", metavar="SRC", help="the pickle folder (cifar10, cifar100)")
-    p.add_argument("--to-folders", required=True, metavar="DST", help="an empty or new folder")
+    p.add_argument("--to-folders", metavar="DST", help="an empty or new folder (digits, cifar10, cifar100)")
+    p.add_argument("--val-dir", metavar="DIR", help="imagenet-val: the flat validation folder")
+    p.add_argument("--labels", metavar="FILE", help="imagenet-val: LOC_val_solution.csv or val.txt")
+    p.add_argument("--classes", metavar="FILE",
+                   help="imagenet-val with val.txt: imagenet_class_index.json or LOC_synset_mapping.txt giving "
+                   "each index's wnid (default: the sorted folders of the train/ beside --val-dir)")
+    p.add_argument("--link", action="store_true", help="imagenet-val: symlink instead of moving")
     p.set_defaults(func=cmd_prepare)
     return parser
 
