@@ -122,3 +122,55 @@ def test_prepare_imagenet_val_needs_a_class_order_for_indices(tmp_path, capsys):
     assert main(["prepare", "imagenet-val", "--val-dir", str(val), "--labels", str(labels),
                  "--classes", str(classes)]) == 1
     assert "0 <= INDEX < 2" in capsys.readouterr().err
+
+
+def _modes(tmp_path):
+    """One small image per awkward kind, all of a mid-grey-ish content."""
+    from PIL import Image
+
+    grey = np.full((12, 12), 128, np.uint8)
+    rgb = np.dstack([grey, grey // 2, grey // 4])
+    rgba = np.dstack([rgb, np.full((12, 12), 0, np.uint8)])  # fully transparent
+    made = {
+        "grey.png": Image.fromarray(grey, "L"),
+        "palette.gif": Image.fromarray(rgb).convert("P"),
+        "rgba.png": Image.fromarray(rgba, "RGBA"),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "sixteen bit.png": Image.fromarray(grey.astype(np.uint16) * 257),  # mode I;16
+        "bitmap.bmp": Image.fromarray(rgb),
+        "webp image.webp": Image.fromarray(rgb),
+        "scan.tiff": Image.fromarray(rgb),
+        "blüte 花.png": Image.fromarray(rgb),  # non-ASCII name
+    }
+    for name, image in made.items():
+        image.save(tmp_path / name)
+    return made
+
+
+def test_every_image_mode_becomes_meaningful_rgb(tmp_path):
+    from alexnet.data.images import load_rgb
+
+    _modes(tmp_path)
+    for path in tmp_path.iterdir():
+        image = load_rgb(path)
+        assert image.mode == "RGB" and image.size == (12, 12), path.name
+    assert np.asarray(load_rgb(tmp_path / "sixteen bit.png")).max() == 128  # scaled, not clipped to white
+    assert np.asarray(load_rgb(tmp_path / "rgba.png")).min() == 255  # transparent -> white background
+    assert np.asarray(load_rgb(tmp_path / "grey.png"))[0, 0].tolist() == [128, 128, 128]
+    cmyk = np.asarray(load_rgb(tmp_path / "cmyk.jpg")).astype(int)[6, 6]
+    assert abs(cmyk[0] - 128) < 12 and abs(cmyk[2] - 32) < 12
+
+
+def test_folders_with_any_mode_and_name_train(tmp_path, capsys):
+    for cls in ("a", "b"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        _modes(tmp_path / "d" / cls)
+    splits = open_source(str(tmp_path / "d"), 32, val_split=0.25)
+    assert len(splits.train) + len(splits.val) == 18
+    assert all(splits.train[i][0].mode == "RGB" for i in range(len(splits.train)))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d"), "--out", str(run), "--arch", "alexnet_cifar", "--epochs", "1",
+                 "--batch-size", "4", "--workers", "0", "--model-option", "widths=8,16,16,16,16",
+                 "--model-option", "hidden=32", "--val-split", "0.25"]) == 0
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"),
+                 str(tmp_path / "d" / "a" / "sixteen bit.png"), str(tmp_path / "d" / "a" / "blüte 花.png")]) == 0

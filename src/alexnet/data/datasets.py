@@ -18,6 +18,7 @@ from torchvision.datasets import ImageFolder
 
 from ..errors import AlexNetError
 from .cifar import is_cifar_dir, read_cifar
+from .images import is_image_file, load_rgb
 from .transforms import Preprocess
 
 # Splits that are not given on disk are drawn with this seed, not the training
@@ -122,7 +123,7 @@ def open_digits(image_size: int, preprocess: Preprocess | None) -> Splits:
 
 def _image_folder(path: Path) -> ImageFolder:
     try:
-        return ImageFolder(str(path))
+        return ImageFolder(str(path), loader=load_rgb, is_valid_file=is_image_file)
     except FileNotFoundError as e:
         # torchvision says "Couldn't find any class folder" or "Found no valid file for the classes ..."
         raise DataError(f"{path}: {e}; expected {path}/<class name>/<image files>") from None

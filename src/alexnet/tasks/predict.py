@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .. import checkpoint
+from ..data.images import load_rgb
 from ..data.transforms import Preprocess, eval_transform
 from ..models import AlexNet, model_from_checkpoint
 
@@ -52,8 +53,7 @@ class Predictor:
 
         for i, path in enumerate(paths):
             try:
-                with Image.open(path) as im:
-                    batch.append((i, transform(im.convert("RGB"))))
+                batch.append((i, transform(load_rgb(path))))
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 results[i] = Prediction(str(path), [], error=f"cannot read image: {e}")
             if len(batch) == batch_size:
