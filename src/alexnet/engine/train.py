@@ -63,15 +63,20 @@ def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path,
         return base
     cache = out / "data_stats.pt"
     key = {"data": cfg.data, "resize": base.resize, "train_images": len(splits.train), "max_images": cfg.stats_images}
+    stats = None
     if d.main:
         cached = checkpoint.read(cache) if cache.exists() else None
-        if cached is None or cached.get("key") != key:
+        if cached is not None and cached.get("key") == key:
+            stats = DataStats.from_dict(cached["stats"])
+        else:
             start = time.perf_counter()
             stats = compute_stats(Transformed(splits.train, stats_transform(base)), cfg.stats_images, cfg.workers, cfg.seed)
             checkpoint.atomic_torch_save(cache, {"key": key, "stats": stats.to_dict()})
             log(f"data stats: {stats.images} training images in {time.perf_counter() - start:.1f}s -> {cache}")
-    distributed.barrier(d)
-    return base.with_stats(DataStats.from_dict(checkpoint.read(cache)["stats"]))
+    distributed.barrier(d)  # the other ranks read what rank 0 wrote
+    if stats is None:
+        stats = DataStats.from_dict(checkpoint.read(cache)["stats"])
+    return base.with_stats(stats)
 
 
 def _validate_resume(ckpt: dict[str, Any], model: AlexNet, path: Path) -> None:
