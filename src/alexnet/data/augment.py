@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -70,12 +71,14 @@ def pca_of_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return eigval[order].clamp_min(0).float(), (eigvec * signs).float()
 
 
-def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, seed: int = 0) -> DataStats:
+def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, seed: int = 0,
+                  collate_fn: Callable | None = None) -> DataStats:
     """Per-channel mean and std and the RGB covariance's PCA over (up to) ``max_images``.
 
     ``dataset`` yields ``(float image (3, H, W) in [0, 1], label)``, all of one size (the
     central square that ``stats_transform`` cuts), so the mean image comes with them.
-    Images are drawn at random with ``seed`` when there are more.
+    Images are drawn at random with ``seed`` when there are more. ``collate_fn`` may leave
+    unreadable images out (a batch of None images is skipped).
     """
     n = len(dataset)
     if n > max_images:
@@ -86,12 +89,21 @@ def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, se
     image_sum: torch.Tensor | float = 0.0
     pixels = 0
     # Its own generator: computing statistics must not move the global random state.
-    for images, _ in DataLoader(dataset, batch_size=64, num_workers=workers, generator=torch.Generator()):
+    counted = 0
+    for batch in DataLoader(dataset, batch_size=64, num_workers=workers, generator=torch.Generator(),
+                            collate_fn=collate_fn):
+        images = batch[0]
+        if images is None:
+            continue
+        counted += len(images)
         flat = images.double().permute(1, 0, 2, 3).reshape(3, -1)  # (3, pixels)
         total += flat.sum(1)
         outer += flat @ flat.T
         pixels += flat.shape[1]
         image_sum = image_sum + images.double().sum(0)
+    if not counted:
+        raise ValueError("no readable training image to compute statistics from")
+    n = counted
     mean = total / pixels
     cov = outer / pixels - torch.outer(mean, mean)
     eigval, eigvec = pca_of_covariance(cov)

@@ -9,6 +9,7 @@ CIFAR files from a source you trust.
 
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,40 @@ import numpy as np
 from ..errors import AlexNetError
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+# --data NAME -> (torchvision dataset class, the folder its archive unpacks to)
+NAMED_CIFAR = {"cifar10": ("CIFAR10", "cifar-10-batches-py"), "cifar100": ("CIFAR100", "cifar-100-python")}
+
+
+def data_root() -> Path:
+    """Where ``--data cifar10`` looks and ``--download`` puts archives: $ALEXNET_DATA, else
+    ~/.cache/alexnet/datasets."""
+    return Path(os.environ.get("ALEXNET_DATA") or "~/.cache/alexnet/datasets").expanduser()
+
+
+def fetch_cifar(name: str, download: bool) -> Path:
+    """The pickle folder of ``name`` under ``data_root()``; with ``download``, fetched first
+    through torchvision (its URL, and the archive's checksum: a download is checked even
+    though a user's own copy is not)."""
+    import torchvision.datasets
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    cls_name, folder = NAMED_CIFAR[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    root = data_root()
+    if is_cifar_dir(root / folder):
+        return root / folder
+    if not download:
+        raise AlexNetError(f"--data {name}: {root / folder} does not exist; add --download to fetch it from "
+                           f"{cls.url}, set ALEXNET_DATA to the folder that holds {folder}/, "
+                           "or pass the pickle folder itself as --data")
+    try:
+        download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+    except Exception as e:  # noqa: BLE001 - URLError, HTTP errors, a bad checksum (RuntimeError), a full disk
+        raise AlexNetError(f"--data {name} --download: fetching {cls.url} into {root} failed "
+                           f"({type(e).__name__}: {e}); check the connection, or download and unpack it there yourself") from None
+    if not is_cifar_dir(root / folder):
+        raise AlexNetError(f"--data {name} --download: {cls.filename} did not unpack to {root / folder}")
+    return root / folder
 
 
 @dataclass

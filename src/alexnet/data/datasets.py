@@ -1,4 +1,4 @@
-"""Data sources: ``digits`` (ships with scikit-learn) and folders of class subfolders.
+"""Data sources: ``digits`` (ships with scikit-learn), CIFAR pickles and folders of class subfolders.
 
 ``open_source`` turns what the user passed to ``--data`` into train/val(/test) datasets
 of ``(PIL image, label)``, their class names and the preprocessing that suits them. The
@@ -7,9 +7,11 @@ engine attaches transforms (see ``loading.py``) once it knows the training set's
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,8 +19,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from ..errors import AlexNetError
-from .cifar import is_cifar_dir, read_cifar
-from .images import is_image_file, load_rgb
+from .cifar import NAMED_CIFAR, fetch_cifar, is_cifar_dir, read_cifar
+from .classnames import display_names
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, is_image_file, load_rgb
 from .transforms import Preprocess
 
 # Splits that are not given on disk are drawn with this seed, not the training
@@ -39,6 +42,7 @@ class Splits:
     class_names: list[str]
     preprocess: Preprocess  # the source's defaults; the engine adds the training set's statistics
     description: str
+    display_names: list[str] | None = None  # readable names where class_names are ids (ImageNet wnids)
 
     def get(self, name: str) -> Dataset:
         ds = {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -68,17 +72,37 @@ class ArrayImages(Dataset):
         return Image.fromarray(self.images[i]), self.targets[i]
 
 
+class BadSample(NamedTuple):
+    """What a dataset gives instead of ``(image, label)`` for a file that cannot be read;
+    the loaders leave it out of the batch and report ``reason`` (which names the file)."""
+
+    reason: str
+
+
 class FolderSubset(Dataset):
-    """``indices`` of an ImageFolder (without transform), as ``(PIL image, label)``."""
+    """``indices`` of an ImageFolder (without transform), as ``(PIL image, label)``, or a
+    ``BadSample`` for a file that turns out to be unreadable."""
 
     def __init__(self, base: ImageFolder, indices: Sequence[int]):
         self.base, self.indices = base, list(indices)
+        self.targets = [base.targets[i] for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        return self.base[self.indices[i]]
+        try:
+            return self.base[self.indices[i]]
+        except ImageReadError as e:
+            return BadSample(str(e))
+
+    @property
+    def root(self) -> Path:
+        return Path(self.base.root)
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.base.samples[i][0] for i in self.indices]
 
 
 def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int = SPLIT_SEED) -> list[list[int]]:
@@ -121,12 +145,20 @@ def open_digits(image_size: int, preprocess: Preprocess | None) -> Splits:
     )
 
 
-def _image_folder(path: Path) -> ImageFolder:
+def _image_folder(path: Path, max_pixels: int | None) -> ImageFolder:
+    classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        loose = sum(1 for e in os.scandir(path) if e.is_file() and is_image_file(e.name))
+        found = f"it holds {loose} image files but no class folders" if loose else "it has no class folders"
+        raise DataError(f"{path}: {found}; expected {path}/<class name>/<image files> (one folder per class)")
     try:
-        return ImageFolder(str(path), loader=load_rgb, is_valid_file=is_image_file)
-    except FileNotFoundError as e:
-        # torchvision says "Couldn't find any class folder" or "Found no valid file for the classes ..."
-        raise DataError(f"{path}: {e}; expected {path}/<class name>/<image files>") from None
+        return ImageFolder(str(path), loader=functools.partial(load_rgb, max_pixels=max_pixels),
+                           is_valid_file=is_image_file)
+    except FileNotFoundError:  # torchvision: "Found no valid file for the classes ..."
+        empty = [c for c in classes if not any(is_image_file(f) for _, _, fs in os.walk(path / c) for f in fs)]
+        raise DataError(f"{path}: class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} "
+                        f"{'have' if len(empty) > 1 else 'has'} no image files ({' '.join(IMAGE_EXTENSIONS)}); "
+                        "add images or remove the folder") from None
 
 
 def split_off_val(targets: Sequence[int], val_split: float, where: Path) -> tuple[list[int], list[int]]:
@@ -144,18 +176,22 @@ def _describe(root: Path, how: str, classes: list[str], splits: Sequence[Dataset
     return f"{root} ({how}): {len(classes)} classes, {sizes}"
 
 
-def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
+def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Splits:
     preprocess = preprocess or Preprocess.for_size(image_size)
     if (root / "train").is_dir():
-        train = _image_folder(root / "train")
-        val = _image_folder(root / "val") if (root / "val").is_dir() else None
-        test = _image_folder(root / "test") if (root / "test").is_dir() else None
+        train = _image_folder(root / "train", max_pixels)
+        val = _image_folder(root / "val", max_pixels) if (root / "val").is_dir() else None
+        test = _image_folder(root / "test", max_pixels) if (root / "test").is_dir() else None
         for name, other in (("val", val), ("test", test)):
             if other is not None and other.classes != train.classes:
-                raise DataError(
-                    f"{root}: {name}/ has classes {other.classes} but train/ has {train.classes}; "
-                    "every split needs the same class folders"
-                )
+                only_train = sorted(set(train.classes) - set(other.classes))
+                only_other = sorted(set(other.classes) - set(train.classes))
+                diff = "; ".join(x for x in (
+                    f"only in train/: {', '.join(only_train[:5])}" if only_train else "",
+                    f"only in {name}/: {', '.join(only_other[:5])}" if only_other else "") if x)
+                raise DataError(f"{root}: train/ and {name}/ have different class folders ({diff}); "
+                                "every split needs the same class folders")
         if val is not None:
             splits = [FolderSubset(train, range(len(train))), FolderSubset(val, range(len(val)))]
             how = "train/ val/"
@@ -167,12 +203,12 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
         how += " test/" if test else ""
         classes = train.classes
     else:
-        full = _image_folder(root)
+        full = _image_folder(root, max_pixels)
         train_idx, val_idx = split_off_val(full.targets, val_split, root)
         splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
         how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
         classes = full.classes
-    return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits))
+    return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits), display_names(classes, root))
 
 
 def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
@@ -190,17 +226,23 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
 
 
 def open_source(
-    source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None
+    source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None, *,
+    download: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Splits:
-    """Open ``--data``: ``digits``, a CIFAR pickle folder, or a folder of images.
-    ``preprocess`` (from a checkpoint) overrides the source's default."""
+    """Open ``--data``: ``digits``, ``cifar10``/``cifar100`` (from the data root, fetched
+    with ``download``), a CIFAR pickle folder, or a folder of images. ``preprocess`` (from
+    a checkpoint) overrides the source's default. ``max_pixels``: larger images are refused."""
     if source == "digits":
         return open_digits(image_size, preprocess)
+    if source in NAMED_CIFAR:
+        return open_cifar(fetch_cifar(source, download), image_size, val_split, preprocess)
+    if download:
+        raise DataError(f"--download fetches {' or '.join(NAMED_CIFAR)}; {source} is not one of them")
     root = Path(source).expanduser()
     if not root.exists():
-        raise DataError(f"{source}: no such data source; pass 'digits' or a folder of class subfolders")
+        raise DataError(f"{source}: no such data source; pass 'digits', 'cifar10', 'cifar100' or a folder of class subfolders")
     if not root.is_dir():
-        raise DataError(f"{source}: is a file; --data takes 'digits' or a folder of class subfolders")
+        raise DataError(f"{source}: is a file; --data takes 'digits', 'cifar10', 'cifar100' or a folder of class subfolders")
     if is_cifar_dir(root):
         return open_cifar(root, image_size, val_split, preprocess)
-    return open_folder(root, image_size, val_split, preprocess)
+    return open_folder(root, image_size, val_split, preprocess, max_pixels)

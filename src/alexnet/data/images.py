@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..errors import AlexNetError
+
+# Pillow's own default limit (about 89 megapixels, a 9459x9459 image). Pillow warns above it
+# and refuses at twice it; load_rgb refuses at the limit itself, with a message, and the
+# limit is an option (--max-image-pixels), so Pillow's own check is switched off below.
+DEFAULT_MAX_PIXELS = 89_478_485
+Image.MAX_IMAGE_PIXELS = None
 
 
 # torchvision's IMG_EXTENSIONS plus GIF, which it leaves out.
@@ -42,8 +52,40 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open ``path`` and return its (first frame's) pixels as 8-bit RGB."""
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb(image)
+class ImageReadError(AlexNetError):
+    """An image file that cannot be used: empty, not an image, corrupt, truncated or too large."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self):  # raised in DataLoader workers and re-raised in the main process
+        return type(self), (self.path, self.reason)
+
+
+def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``path`` and return its (first frame's) pixels as 8-bit RGB.
+
+    Anything wrong with the file is an ``ImageReadError`` naming the path and the reason,
+    so one bad file among a million can be reported and skipped rather than end a run.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's "possibly corrupt EXIF" and the like
+            with Image.open(path) as image:
+                w, h = image.size  # from the header: nothing decoded yet
+                if max_pixels and w * h > max_pixels:
+                    raise ImageReadError(path, f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                                         "(a decompression bomb?); raise --max-image-pixels if the image is genuine")
+                image.load()
+                return to_rgb(image)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(path, "not an image file Pillow can read") from None
+    except Exception as e:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, struct.error, ...
+        raise ImageReadError(path, f"corrupt or truncated image ({type(e).__name__}: {e})") from None

@@ -12,10 +12,13 @@ batches one process would:
 from __future__ import annotations
 
 import signal
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from .datasets import BadSample
+from .images import ImageReadError
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -35,16 +38,36 @@ class Transformed(Dataset):
         return len(self.base)
 
     def __getitem__(self, index):
-        if isinstance(index, tuple):
-            i, seed = index
-            image, label = self.base[i]
-            with torch.random.fork_rng(devices=[]):
-                # Only the CPU generator: torch.manual_seed would also reseed CUDA's, which
-                # fork_rng(devices=[]) does not restore, and dropout on the GPU draws from it.
-                torch.default_generator.manual_seed(seed)
-                return self.transform(image), label
-        image, label = self.base[index]
-        return self.transform(image), label
+        i, seed = index if isinstance(index, tuple) else (index, None)
+        item = self.base[i]
+        if isinstance(item, BadSample):
+            return item
+        image, label = item
+        if seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            # Only the CPU generator: torch.manual_seed would also reseed CUDA's, which
+            # fork_rng(devices=[]) does not restore, and dropout on the GPU draws from it.
+            torch.default_generator.manual_seed(seed)
+            return self.transform(image), label
+
+
+class Batch(NamedTuple):
+    """What the loaders yield. ``skipped``: the unreadable files left out of this batch
+    (path and reason each); ``images`` and ``target`` are None if none was readable."""
+
+    images: torch.Tensor | None
+    target: torch.Tensor | None
+    skipped: tuple[str, ...] = ()
+
+
+def collate(items: list) -> Batch:
+    good = [item for item in items if not isinstance(item, BadSample)]
+    skipped = tuple(item.reason for item in items if isinstance(item, BadSample))
+    if not good:
+        return Batch(None, None, skipped)
+    images, target = default_collate(good)
+    return Batch(images, target, skipped)
 
 
 class EpochBatchSampler(Sampler[list]):
@@ -91,6 +114,7 @@ def train_loader(dataset: Transformed, sampler: EpochBatchSampler, workers: int,
     return DataLoader(
         dataset,
         batch_sampler=sampler,
+        collate_fn=collate,
         num_workers=workers,
         pin_memory=pin_memory,
         # Our own generator, so creating an iterator does not draw from the global RNG
@@ -106,5 +130,27 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: boo
     sums reduced over ranks count each image exactly once)."""
     if world > 1:
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, generator=torch.Generator(), worker_init_fn=ignore_sigint)
+
+
+class _Check(Dataset):
+    def __init__(self, paths: list[str], loader: Callable):
+        self.paths, self.loader = paths, loader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> str:
+        try:
+            self.loader(self.paths[i])
+            return ""
+        except ImageReadError as e:
+            return str(e)
+
+
+def find_unreadable(paths: list[str], loader: Callable, workers: int) -> list[str]:
+    """Decode every file (in ``workers`` processes); the problems found, one per bad file."""
+    check = DataLoader(_Check(paths, loader), batch_size=64, num_workers=workers, collate_fn=list,
+                       worker_init_fn=ignore_sigint)
+    return [problem for batch in check for problem in batch if problem]

@@ -92,10 +92,15 @@ def _to_float() -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
 
 
+def square_transform(size: int) -> T.Compose:
+    """The paper's first step: the shorter side to ``size``, then the central ``size`` square.
+    Statistics are taken on it, every training crop is cut from it, and the image cache
+    stores it."""
+    return T.Compose([T.RGB(), T.Resize(size, antialias=True), T.CenterCrop(size)])
+
+
 def _square(p: Preprocess) -> list:
-    """The shorter side to ``resize``, then its central square: where statistics are taken
-    and, with a mean image, what every crop is cut from."""
-    return [T.RGB(), T.Resize(p.resize, antialias=True), T.CenterCrop(p.resize)]
+    return [square_transform(p.resize)]
 
 
 def _normalize(p: Preprocess) -> list:
@@ -137,7 +142,5 @@ def train_transform(p: Preprocess) -> T.Compose:
     lighting = [Lighting(p.lighting, p.eigval, p.eigvec)] if p.lighting > 0 else []
     if p.mean_image is not None:  # the paper's order: the 256 square, mean image off, then crop
         return T.Compose([*_square(p), *_to_float(), *lighting, *_normalize(p), *jitter])
-    geometry = [T.RGB(), T.Resize(p.resize, antialias=True)]
-    if p.resize == p.crop:
-        geometry.append(T.CenterCrop(p.crop))
-    return T.Compose([*geometry, *jitter, *_to_float(), *lighting, *_normalize(p)])
+    # Crops come from the central square, as in the paper (and as the image cache stores it).
+    return T.Compose([*_square(p), *jitter, *_to_float(), *lighting, *_normalize(p)])

@@ -42,7 +42,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 # What `--resume` may change: where the data lives, how long to go on, how to run.
 # Everything that shapes the optimisation itself stays as the run began.
-RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_every_steps", "early_stop", "out", "resume"}
+RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_every_steps", "early_stop", "out", "resume",
+                    "cache_dir", "strict", "max_image_pixels", "download"}
 
 
 @dataclass
@@ -62,6 +63,11 @@ class TrainConfig:
     normalize: str = _opt("channel: subtract the training set's per-channel mean, divide by its std; image: subtract its mean image (the image cut to its central square first, then cropped), divide by its std; paper: subtract the mean image from 0-255 pixels and do not divide, as the paper did (its N(0, 0.01) init needs that input scale)", default="channel", choices=("channel", "image", "paper"), group="data")
     stats_images: int = _opt("training images sampled to compute mean, std and RGB PCA (cached in the run folder); 0: use ImageNet's", default=5000, group="data")
     workers: int = _opt("DataLoader worker processes per training process (0: load in the main process)", default=2, group="data")
+    download: bool = _opt("with --data cifar10 or cifar100: fetch the dataset through torchvision into $ALEXNET_DATA (default ~/.cache/alexnet/datasets) if it is not there yet", default=False, group="data")
+    cache: bool = _opt("decode every image once into a uint8 memory-mapped cache (built on first use, rebuilt when files change; see `alexnet prepare cache`) and augment whole batches on the training device: no JPEG decoding after the first epoch; on a GPU a cache that fits lives in GPU memory", default=False, group="data")
+    cache_dir: str | None = _opt("where --cache keeps its files (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)", default=None, group="data")
+    strict: bool = _opt("decode every image before training and stop with the list of unreadable files; without it unreadable files are reported and skipped", default=False, group="data")
+    max_image_pixels: int = _opt("refuse images with more pixels than this (decompression bombs; Pillow's default limit)", default=89_478_485, group="data")
 
     epochs: int = _opt("passes over the training set", default=10, group="optimisation")
     batch_size: int = _opt("images per step per process (the paper: 128); under torchrun the global batch is this x processes", default=128, group="optimisation")
@@ -101,6 +107,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("need --lr > 0, --weight-decay >= 0 and 0 <= --momentum < 1")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"--max-image-pixels must be at least 1, got {self.max_image_pixels}")
         for name in ("workers", "save_every_steps", "early_stop", "stats_images", "lighting", "warmup_epochs", "label_smoothing"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")

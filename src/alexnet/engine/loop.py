@@ -71,6 +71,7 @@ class EvalResult:
     top1: float  # accuracy in [0, 1]
     top5: float  # accuracy at min(5, classes)
     images: int
+    skipped: int = 0  # unreadable images left out
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -101,15 +102,25 @@ def train_one_epoch(
     totals: Totals,
     position: Position,
     after_step: Callable[[torch.Tensor], bool] = lambda loss: False,
+    on_skipped: Callable[[tuple[str, ...]], None] = lambda problems: None,
 ) -> bool:
     """One pass over ``loader``, adding into ``totals``; returns True if ``after_step`` asked to stop.
 
     The learning rate is set from ``schedule`` before every step. ``after_step(loss)`` runs
-    after each optimizer step (logging, mid-epoch checkpoints, Ctrl-C).
+    after each optimizer step (logging, mid-epoch checkpoints, Ctrl-C). Unreadable images
+    the loader left out are passed to ``on_skipped``; a batch with none readable counts as
+    a step (so a resumed epoch skips the same batches) but changes nothing.
     """
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for images, target in loader:
+    for batch in loader:
+        images, target = batch[0], batch[1]
+        if len(batch) > 2 and batch[2]:
+            on_skipped(batch[2])
+        if images is None:
+            position.global_step += 1
+            position.step_in_epoch += 1
+            continue
         schedule.apply(optimizer, position.global_step)
         images, target = knobs.to_device(images, device), target.to(device, non_blocking=True)
         with knobs.autocast(device):
@@ -147,7 +158,12 @@ def evaluate(
     c1 = torch.zeros((), device=device, dtype=torch.float64)
     c5 = torch.zeros((), device=device, dtype=torch.float64)
     seen = torch.zeros((), device=device, dtype=torch.float64)
-    for images, target in loader:
+    skipped = 0
+    for batch in loader:
+        images, target = batch[0], batch[1]
+        skipped += len(batch[2]) if len(batch) > 2 else 0
+        if images is None:
+            continue
         target = target.to(device, non_blocking=True)
         views = images.shape[1] if images.ndim == 5 else 1
         images = knobs.to_device(images.flatten(0, 1) if views > 1 else images, device)
@@ -165,5 +181,5 @@ def evaluate(
         loss_sum, c1, c5, seen = sum_across(dist, loss_sum, c1, c5, seen)
     n = int(seen.item())
     if n == 0:
-        raise AlexNetError("nothing to evaluate: the split is empty")
-    return EvalResult(loss_sum.item() / n, c1.item() / n, c5.item() / n, n)
+        raise AlexNetError("nothing to evaluate: the split is empty" + (f" ({skipped} unreadable images)" if skipped else ""))
+    return EvalResult(loss_sum.item() / n, c1.item() / n, c5.item() / n, n, skipped)

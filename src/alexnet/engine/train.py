@@ -21,12 +21,12 @@ from .. import checkpoint
 from ..data import open_source
 from ..data.augment import DataStats, compute_stats
 from ..data.datasets import SPLIT_SEED, Splits
-from ..data.loading import EpochBatchSampler, Transformed, eval_loader, train_loader
-from ..data.transforms import Preprocess, eval_transform, stats_transform, train_transform
+from ..data.loading import EpochBatchSampler, collate
+from ..data.transforms import Preprocess
 from ..errors import AlexNetError
 from ..models import AlexNet, get_model, model_info, parse_model_options
 from ..models.weights import load_state_dict
-from . import distributed
+from . import distributed, pipeline
 from .config import ConfigError, TrainConfig
 from .logging import RunLogger
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
@@ -55,7 +55,8 @@ def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
     return out
 
 
-def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log) -> Preprocess:
+def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log,
+                  caches: pipeline.Caches | None = None) -> Preprocess:
     """The training set's mean (and mean image), std and RGB PCA, computed once per run folder (on rank 0)."""
     if cfg.stats_images == 0:
         if cfg.normalize != "channel":
@@ -70,7 +71,11 @@ def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path,
             stats = DataStats.from_dict(cached["stats"])
         else:
             start = time.perf_counter()
-            stats = compute_stats(Transformed(splits.train, stats_transform(base)), cfg.stats_images, cfg.workers, cfg.seed)
+            images = pipeline.stats_source(splits, base, caches)
+            try:
+                stats = compute_stats(images, cfg.stats_images, cfg.workers, cfg.seed, collate_fn=collate)
+            except ValueError as e:
+                raise ConfigError(f"{cfg.data}: {e}") from None
             checkpoint.atomic_torch_save(cache, {"key": key, "stats": stats.to_dict()})
             log(f"data stats: {stats.images} training images in {time.perf_counter() - start:.1f}s -> {cache}")
     distributed.barrier(d)  # the other ranks read what rank 0 wrote
@@ -119,6 +124,7 @@ class Run:
     totals: Totals
     logger: RunLogger
     log: Any
+    skips: pipeline.SkipReport
 
     def save(self, name: str) -> None:
         """Write checkpoints/<name> with everything needed to resume exactly (rank 0 writes;
@@ -129,7 +135,8 @@ class Run:
         cfg, p = self.cfg, self.progress
         checkpoint.save(self.out / "checkpoints" / name, {
             "arch": cfg.arch, "model_config": self.model.config.to_dict(),
-            "class_names": list(self.splits.class_names), "preprocess": self.preprocess.to_dict(),
+            "class_names": list(self.splits.class_names), "display_names": self.splits.display_names,
+            "preprocess": self.preprocess.to_dict(),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": p.epoch, "position": asdict(p.position), "history": p.history,
@@ -148,7 +155,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     device = d.device
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
-    splits = open_source(cfg.data, image_size, cfg.val_split)
+    splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    if cfg.strict:
+        pipeline.check_all_images(cfg, splits, log)
     options = parse_model_options(cfg.model_option)
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
@@ -165,6 +174,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
 
+    caches = pipeline.open_caches(cfg, splits, splits.preprocess.resize, d, log)
     if ckpt is not None:
         preprocess = Preprocess.from_dict(ckpt["preprocess"])
         if list(ckpt["class_names"]) != list(splits.class_names):
@@ -173,7 +183,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         load_state_dict(model, ckpt["model"], "checkpoint weights")
     else:
         base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
-        preprocess = dataset_stats(cfg, splits, base, out, d, log)
+        preprocess = dataset_stats(cfg, splits, base, out, d, log, caches)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -190,7 +200,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
                                 no_decay_bias_norm=not cfg.decay_bias_norm, device=device)
     try:
-        sampler = EpochBatchSampler(len(splits.train), cfg.batch_size, cfg.seed, d.world, d.rank)
+        sampler = EpochBatchSampler(pipeline.train_size(splits, caches), cfg.batch_size, cfg.seed, d.world, d.rank)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     steps = sampler.batches_per_epoch
@@ -198,10 +208,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
                         warmup_steps=round(cfg.warmup_epochs * steps), step_epochs=cfg.step_epochs,
                         gamma=cfg.gamma, patience=cfg.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    pin = device.type == "cuda"
-    loader = train_loader(Transformed(splits.train, train_transform(preprocess)), sampler, cfg.workers, pin)
-    val_loader = eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
-                             d.world, d.rank)
+    loader, val_loader = pipeline.make_loaders(cfg, splits, caches, preprocess, sampler, d)
 
     progress, totals = Progress(), Totals.zeros(device)
     if ckpt is not None:
@@ -225,20 +232,23 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}")
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
-        f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}")
+        f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}; "
+        + ("uint8 cache, batches finished on the device" + (" (resident in GPU memory)" if getattr(loader, "resident", False) else "")
+           if caches else f"decoding per epoch in {cfg.workers} workers"))
     log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
         f"device {device}" + (f" x {d.world} processes" if d.active else ""))
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
     knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm)
     return Run(cfg, d, out, splits, preprocess, model, net, optimizer, schedule, scaler, knobs, sampler, loader,
-               val_loader, progress, totals, logger, log)
+               val_loader, progress, totals, logger, log, pipeline.SkipReport(log))
 
 
 def _train(run: Run) -> None:
     """Epochs until the end, an early stop, or Ctrl-C (then ``RunInterrupted``)."""
     cfg, d, progress = run.cfg, run.d, run.progress
     if progress.position.global_step == 0 and d.main:
-        run.logger.images(_preview(run.loader.dataset, run.sampler), run.preprocess.mean, run.preprocess.std, 0)
+        run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler),
+                          run.preprocess.mean, run.preprocess.std, 0)
     with StopFlag() as stop:
         while progress.epoch < cfg.epochs:
             epoch = progress.epoch + 1
@@ -284,7 +294,7 @@ def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen:
 
     try:
         return train_one_epoch(run.net, run.loader, run.optimizer, run.schedule, run.scaler, d.device, run.knobs,
-                               run.totals, pos, after_step)
+                               run.totals, pos, after_step, run.skips)
     finally:
         bar.close()
 
@@ -320,20 +330,12 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
         f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
         f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  lr {lr:.3g}  "
         f"{row['img_per_s']:.0f} img/s  {seconds:.1f}s" + (" *" if improved else "")
-        + ("  (lr divided by 10: val error stopped improving)" if reduced else "")
+        + ("  (lr divided by 10: val error stopped improving)" if reduced else "") + run.skips.end_epoch()
     )
     if cfg.early_stop and progress.epochs_since_best >= cfg.early_stop:
         run.log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
         return True
     return False
-
-
-def _preview(dataset: Transformed, sampler: EpochBatchSampler, n: int = 32) -> torch.Tensor:
-    """Up to ``n`` images of the first batch, augmented exactly as training will see them
-    (per-sample seeds, so drawing them changes nothing in the run)."""
-    probe = EpochBatchSampler(sampler.n, sampler.batch_size, sampler.seed, sampler.world, sampler.rank)
-    probe.set_epoch(1)
-    return torch.stack([dataset[index][0] for index in next(iter(probe))[:n]])
 
 
 def _check_finite(totals: Totals, epoch: int, step: int, out: Path) -> None:

@@ -9,11 +9,11 @@ sorted-wnid order), and moves (or links) each image. Running it again changes no
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.classnames import read_class_list
 from ..errors import AlexNetError
 
 
@@ -27,17 +27,6 @@ class FilingReport:
     def __str__(self) -> str:
         verb = "linked" if self.linked else "moved"
         return f"{verb} {self.filed}, already in place {self.already}, missing {self.missing}"
-
-
-def read_class_list(path: Path) -> list[str]:
-    """wnids in class-index order, from ``imagenet_class_index.json`` or ``LOC_synset_mapping.txt``."""
-    try:
-        if path.suffix == ".json":
-            index = json.loads(path.read_text())
-            return [index[str(i)][0] for i in range(len(index))]
-        return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, KeyError, IndexError) as e:
-        raise AlexNetError(f"{path}: not a class list (imagenet_class_index.json or LOC_synset_mapping.txt): {e}") from None
 
 
 def read_val_labels(path: Path, classes: list[str] | None) -> dict[str, str]:

@@ -1,7 +1,15 @@
-"""Class predictions for image files, from a checkpoint and nothing else."""
+"""Class predictions for image files, from one self-describing file and nothing else.
+
+The model comes from a checkpoint of this project, from ``--weights`` (torchvision's
+ImageNet weights, a state dict, a safetensors file), or from a classifier that
+``features --classifier`` fitted on AlexNet features; each brings its class names and
+preprocessing.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -10,43 +18,83 @@ import torch
 from PIL import UnidentifiedImageError
 
 from .. import checkpoint
-from ..data.images import load_rgb
-from ..data.transforms import Preprocess, eval_transform
-from ..models import AlexNet, model_from_checkpoint
+from ..data.images import is_image_file, load_rgb
+from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
+from ..errors import AlexNetError
+from ..models import model_from_checkpoint
+from ..models.pretrained import load_pretrained
+from . import classifier as clf
 
 
 @dataclass
 class Prediction:
     path: str
-    top: list[tuple[str, float]]  # (class name, probability), best first
+    top: list[tuple[str, float]]  # (class name, probability or score), best first
     error: str | None = None
+
+    def as_dict(self, outputs: str = "probability") -> dict:
+        return {"path": self.path, "top": [{"class": n, outputs: v} for n, v in self.top], "error": self.error}
 
 
 @dataclass
 class Predictor:
-    model: AlexNet
+    model: torch.nn.Module  # images (N, 3, H, W) -> (N, classes) logits, or scores
     class_names: list[str]
     preprocess: Preprocess
     device: torch.device
+    outputs: str = "probability"  # "probability": softmax of the model's logits; "score": the model's output as is
+    description: str = ""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device) -> "Predictor":
+        if clf.is_classifier_file(path):
+            return cls.from_classifier(path, device)
         ckpt = checkpoint.load(path)
         model = model_from_checkpoint(ckpt).to(device).eval()
-        return cls(model, list(ckpt["class_names"]), Preprocess.from_dict(ckpt["preprocess"]), device)
+        return cls(model, list(ckpt["class_names"]), Preprocess.from_dict(ckpt["preprocess"]), device,
+                   description=f"{path} ({ckpt.get('arch', '?')})")
+
+    @classmethod
+    def from_weights(cls, spec: str, device: torch.device) -> "Predictor":
+        if clf.is_classifier_file(spec):
+            return cls.from_classifier(spec, device)
+        p = load_pretrained(spec)
+        return cls(p.model.to(device).eval(), p.class_names, p.preprocess, device, description=p.description)
+
+    @classmethod
+    def from_classifier(cls, path: str | Path, device: torch.device) -> "Predictor":
+        saved = clf.load(path)
+        try:
+            backbone = load_pretrained(saved.weights).model
+        except AlexNetError as e:  # the weights moved or were deleted since the classifier was fitted
+            raise clf.ClassifierError(f"{path}: cannot load the weights it was fitted on: {e}") from None
+        model = clf.FeatureClassifier(backbone, saved.layer, saved.head).to(device).eval()
+        return cls(model, saved.class_names, saved.preprocess, device, saved.head.outputs,
+                   f"{path} ({saved.kind} on {saved.layer} of {saved.weights_description})")
 
     @torch.no_grad()
-    def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
-        """Top-k classes per image; an unreadable image gets an error, the rest still run."""
-        transform = eval_transform(self.preprocess)
+    def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 32,
+                ten_crop: bool = False) -> list[Prediction]:
+        """Top-k classes per image; an unreadable image gets an error, the rest still run.
+
+        ``ten_crop``: the paper's test, the mean softmax (or score) of 10 views per image:
+        the four corner crops and the centre crop, and their mirror images.
+        """
+        transform = ten_crop_transform(self.preprocess) if ten_crop else eval_transform(self.preprocess)
+        if ten_crop:
+            batch_size = max(1, batch_size // 10)  # ten views per image: the same memory per batch
         k = min(top_k, len(self.class_names))
         results: dict[int, Prediction] = {}
         batch: list[tuple[int, torch.Tensor]] = []
 
         def flush() -> None:
             x = torch.stack([t for _, t in batch]).to(self.device)
-            probs = self.model(x).float().softmax(dim=1).cpu()
-            values, indices = probs.topk(k, dim=1)
+            views = x.shape[1] if x.ndim == 5 else 1  # (B, 10, 3, H, W) with ten_crop
+            out = self.model(x.flatten(0, 1) if views > 1 else x).float()
+            if self.outputs == "probability":
+                out = out.softmax(dim=1)
+            out = out.view(len(batch), views, -1).mean(dim=1).cpu()
+            values, indices = out.topk(k, dim=1)
             for (i, _), v, ix in zip(batch, values, indices):
                 results[i] = Prediction(str(paths[i]), [(self.class_names[j], float(p)) for p, j in zip(v, ix)])
             batch.clear()
@@ -54,10 +102,42 @@ class Predictor:
         for i, path in enumerate(paths):
             try:
                 batch.append((i, transform(load_rgb(path))))
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                results[i] = Prediction(str(path), [], error=f"cannot read image: {e}")
+            except (OSError, UnidentifiedImageError, ValueError, AlexNetError) as e:
+                # data.images names the file in its own errors; the path is printed beside the error anyway
+                reason = getattr(e, "reason", None) or str(e)
+                results[i] = Prediction(str(path), [], error=f"cannot read image: {reason}")
             if len(batch) == batch_size:
                 flush()
         if batch:
             flush()
         return [results[i] for i in range(len(paths))]
+
+
+def gather_images(items: Sequence[str]) -> tuple[list[str], list[Prediction]]:
+    """Image files named by ``items``: files as given, folders searched recursively for image
+    files, and glob patterns (``*``, ``?``, ``[...]``, ``**``) expanded here, so that quoted
+    patterns work as on any shell. Items that name nothing come back as errors."""
+    found: list[str] = []
+    problems: list[Prediction] = []
+    for item in items:
+        if os.path.isfile(item):
+            found.append(item)
+        elif os.path.isdir(item):
+            images = _images_under(item)
+            found += images
+            if not images:
+                problems.append(Prediction(item, [], error="folder holds no image files"))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
+            images = [m for m in matches if os.path.isfile(m) and is_image_file(m)]
+            images += [f for m in matches if os.path.isdir(m) for f in _images_under(m)]
+            found += images
+            if not images:
+                problems.append(Prediction(item, [], error="pattern matches no image files"))
+        else:
+            problems.append(Prediction(item, [], error="no such file or folder"))
+    return list(dict.fromkeys(found)), problems  # a file named twice is predicted once
+
+
+def _images_under(folder: str) -> list[str]:
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p.name))

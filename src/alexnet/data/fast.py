@@ -1,0 +1,182 @@
+"""The fast path: batches cut from an ``ImageCache`` and finished on the training device.
+
+Per batch, worker processes copy each image's crop out of the uint8 cache (mirrored where
+it is flipped): memory copies, no decoding. The uint8 crops travel to the device, a
+quarter of the bytes of float32, and there become the network's input in one batched pass:
+scale, PCA lighting, normalisation. When the whole cache fits in GPU memory it lives there
+and the crops are gathered on the GPU too (``resident``), with no worker at all.
+
+The augmentation is the plain path's (``transforms.train_transform``): a random ``crop``
+square from the central ``resize`` square, a horizontal flip with probability 1/2, lighting
+``alpha ~ N(0, lighting)``; evaluation takes the centre crop. Each sample's draws come from
+its own seed (``loading.sample_seed``), so resume and DDP stay exact here as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .cache import ImageCache
+from .loading import Batch, ignore_sigint
+from .transforms import Preprocess
+
+
+@dataclass
+class Crops:
+    """Where each sample of a batch is cut: top-left corner, mirrored or not, lighting alphas."""
+
+    top: torch.Tensor  # (B,) int64
+    left: torch.Tensor  # (B,) int64
+    flip: torch.Tensor  # (B,) bool
+    alpha: torch.Tensor  # (B, 3) float32, zeros without lighting
+
+    @classmethod
+    def draw(cls, seeds: list[int], square: int, crop: int, flip: bool, lighting: float) -> "Crops":
+        n = len(seeds)
+        top, left = np.empty(n, np.int64), np.empty(n, np.int64)
+        flips, alpha = np.zeros(n, bool), np.zeros((n, 3), np.float32)
+        for k, seed in enumerate(seeds):
+            rng = np.random.default_rng(seed)
+            top[k], left[k] = rng.integers(0, square - crop + 1, size=2)
+            flips[k] = flip and rng.random() < 0.5
+            if lighting:
+                alpha[k] = rng.normal(0.0, lighting, 3)
+        return cls(torch.from_numpy(top), torch.from_numpy(left), torch.from_numpy(flips), torch.from_numpy(alpha))
+
+    @classmethod
+    def centre(cls, n: int, square: int, crop: int) -> "Crops":
+        offset = int(round((square - crop) / 2.0))  # torchvision's CenterCrop
+        return cls(torch.full((n,), offset), torch.full((n,), offset), torch.zeros(n, dtype=torch.bool),
+                   torch.zeros(n, 3))
+
+    def to(self, device: torch.device) -> "Crops":
+        return Crops(*(t.to(device, non_blocking=True) for t in (self.top, self.left, self.flip, self.alpha)))
+
+
+def cut_numpy(images: np.ndarray, index: list[int], crops: Crops, crop: int) -> np.ndarray:
+    """``(B, crop, crop, 3)`` uint8 copied out of ``images`` ``(N, S, S, 3)``, one slice per sample
+    (a memory-mapped cache is read only where the crops are)."""
+    out = np.empty((len(index), crop, crop, 3), np.uint8)
+    for k, i in enumerate(index):
+        t, l = int(crops.top[k]), int(crops.left[k])
+        patch = images[i, t : t + crop, l : l + crop]
+        out[k] = patch[:, ::-1] if crops.flip[k] else patch
+    return out
+
+
+def cut_torch(images: torch.Tensor, index: torch.Tensor, crops: Crops, crop: int) -> torch.Tensor:
+    """The same as ``cut_numpy``, as one gather on ``images``' device: ``(N, S, S, C)`` -> ``(B, crop, crop, C)``."""
+    steps = torch.arange(crop, device=images.device)
+    rows = crops.top[:, None] + steps  # (B, crop)
+    cols = torch.where(crops.flip[:, None], crops.left[:, None] + crop - 1 - steps, crops.left[:, None] + steps)
+    return images[index[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class Finish:
+    """uint8 ``(B, crop, crop, 3)`` crops on the device -> the float ``(B, 3, crop, crop)``
+    network input, computed as the plain path's transforms compute it per image."""
+
+    def __init__(self, p: Preprocess, device: torch.device, channels_last: bool = False):
+        self.p, self.channels_last = p, channels_last
+        self.mean = torch.tensor(p.mean, device=device)[:, None, None]
+        self.std = torch.tensor(p.std, device=device)[:, None, None]
+        self.eigval = torch.tensor(p.eigval, device=device)
+        self.eigvec = torch.tensor(p.eigvec, device=device)
+        # The mean image is cut with each sample's own crop, so it stays (S, S, 3) like the cache.
+        self.mean_image = None if p.mean_image is None else p.mean_image.to(device).permute(1, 2, 0).contiguous()
+
+    def __call__(self, crops_u8: torch.Tensor, crops: Crops) -> torch.Tensor:
+        x = crops_u8.permute(0, 3, 1, 2).float().div_(255)  # a channels_last view of the NHWC crops
+        if self.p.lighting:
+            rgb = (crops.alpha * self.eigval) @ self.eigvec.T  # eigvec @ (alpha * eigval), per sample
+            x = x + rgb[:, :, None, None]
+        if self.mean_image is not None:
+            index = torch.zeros(len(x), dtype=torch.long, device=x.device)
+            x = (x - cut_torch(self.mean_image[None], index, crops, self.p.crop).permute(0, 3, 1, 2)) / self.std
+        else:
+            x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+
+class _CropBatches(Dataset):
+    """Item = one whole batch, given the sampler's list of ``(index, seed)``: uint8 crops, labels, crops."""
+
+    def __init__(self, cache: ImageCache, p: Preprocess, train: bool):
+        self.cache, self.p, self.train = cache, p, train
+
+    def __len__(self) -> int:
+        return self.cache.n
+
+    def __getitem__(self, batch: list[tuple[int, int]]):
+        index = [i for i, _ in batch]
+        crops = _crops_for(batch, self.cache.size, self.p, self.train)
+        pixels = cut_numpy(self.cache.images, index, crops, self.p.crop)
+        return torch.from_numpy(pixels), torch.from_numpy(self.cache.labels[index]), crops
+
+
+def _crops_for(batch: list[tuple[int, int]], square: int, p: Preprocess, train: bool) -> Crops:
+    if train:
+        return Crops.draw([seed for _, seed in batch], square, p.crop, p.flip, p.lighting)
+    return Crops.centre(len(batch), square, p.crop)
+
+
+class EvalBatches(Sampler[list]):
+    """In order, ``batch_size`` at a time; with ``world`` > 1 rank r takes every world-th image."""
+
+    def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0):
+        self.indices = list(range(rank, n, world))
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list]:
+        for k in range(0, len(self.indices), self.batch_size):
+            yield [(i, 0) for i in self.indices[k : k + self.batch_size]]
+
+
+class CachedLoader:
+    """Finished batches (``loading.Batch`` on ``device``) of a cache, in ``sampler``'s order."""
+
+    def __init__(self, cache: ImageCache, p: Preprocess, sampler: Sampler, *, train: bool, device: torch.device,
+                 workers: int = 2, channels_last: bool = False, resident: bool = False):
+        if p.resize == p.crop:
+            raise ValueError("the image cache serves crops from larger images; these images are used whole (resize == crop)")
+        if cache.size != p.resize:
+            raise ValueError(f"cache holds {cache.size}px squares but preprocessing needs {p.resize}px")
+        self.cache, self.p, self.sampler, self.train, self.device = cache, p, sampler, train, device
+        self.workers, self.resident = workers, resident
+        self.finish = Finish(p, device, channels_last)
+        self.dataset = _CropBatches(cache, p, train)
+        if resident:  # the whole uint8 set in device memory, gathered there
+            self.images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
+            self.labels = torch.from_numpy(cache.labels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.resident:
+            for batch in self.sampler:
+                crops = _crops_for(batch, self.cache.size, self.p, self.train).to(self.device)
+                index = torch.tensor([i for i, _ in batch], device=self.device)
+                pixels = cut_torch(self.images, index, crops, self.p.crop)
+                yield Batch(self.finish(pixels, crops), self.labels[index])
+            return
+        pin = self.device.type == "cuda"
+        loader = DataLoader(self.dataset, sampler=self.sampler, batch_size=None, num_workers=self.workers,
+                            pin_memory=pin, generator=torch.Generator(), worker_init_fn=ignore_sigint,
+                            prefetch_factor=4 if self.workers else None)
+        for pixels, labels, crops in loader:
+            pixels = pixels.to(self.device, non_blocking=True)
+            yield Batch(self.finish(pixels, crops.to(self.device)), labels.to(self.device, non_blocking=True))
+
+    def preview(self, batch: list[tuple[int, int]]) -> torch.Tensor:
+        """The samples of ``batch`` as training sees them (on the CPU)."""
+        pixels, _, crops = self.dataset[batch]
+        return Finish(self.p, torch.device("cpu"))(pixels, crops)
