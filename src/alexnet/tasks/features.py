@@ -1,0 +1,142 @@
+"""AlexNet activations as features: one array per split of a data source, saved as ``.npz``.
+
+The file holds, for each split S the source has (``train``, ``val``, ``test``):
+``S_features`` (N, D) float32, ``S_labels`` (N,) int64 and ``S_paths`` (N,) str (the image
+file, or the index within the split for in-memory sources such as digits and CIFAR), plus
+``class_names``, ``layer``, ``weights`` (what produced them) and ``splits``. It loads with
+``np.load(path)`` (no pickle needed: every array is numbers or fixed-width strings).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..data import DataError, Preprocess, open_source
+from ..data.loading import ignore_sigint
+from ..data.transforms import eval_transform
+from ..errors import AlexNetError
+from ..models import TAPS, AlexNet
+from ..models.pretrained import Pretrained
+
+
+def layer_features(model: AlexNet, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """``(N, 3, H, W)`` -> the ``layer`` activations flattened to ``(N, D)``
+    (4096 for fc6/fc7; 256*6*6 = 9216 for pool5 of torchvision's AlexNet at 224)."""
+    return model.activations(images, [layer])[layer].flatten(1)
+
+
+def split_paths(dataset: Dataset) -> list[str]:
+    """The file behind each sample, or its index where the images live in memory."""
+    # data.datasets.FolderSubset: indices into an ImageFolder, whose .samples hold (path, label).
+    samples = getattr(getattr(dataset, "base", None), "samples", None)
+    indices = getattr(dataset, "indices", None)
+    if samples is not None and indices is not None:
+        return [samples[i][0] for i in indices]
+    return [str(i) for i in range(len(dataset))]
+
+
+class _Indexed(Dataset):
+    """``(tensor, label, index)`` per sample, or ``(None, label, index, reason)`` for an
+    image that cannot be read, so features stay aligned with their paths."""
+
+    def __init__(self, base: Dataset, transform):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        try:
+            item = self.base[i]
+        except (OSError, ValueError, AlexNetError) as e:  # PIL's errors, or ours naming the file
+            return None, -1, i, str(e)
+        if getattr(item, "reason", None):  # a dataset's marker for a file it could not read
+            return None, -1, i, item.reason
+        image, label = item
+        return self.transform(image), label, i, ""
+
+
+def _collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list[int], list[str]]:
+    good = [it for it in items if it[0] is not None]
+    problems = [it[3] for it in items if it[0] is None]
+    if not good:
+        return None, torch.empty(0, dtype=torch.long), [], problems
+    return (torch.stack([it[0] for it in good]), torch.tensor([it[1] for it in good]),
+            [it[2] for it in good], problems)
+
+
+@torch.no_grad()
+def extract(model: AlexNet, dataset: Dataset, preprocess: Preprocess, layer: str, device: torch.device,
+            batch_size: int = 64, workers: int = 2, desc: str = "") -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Features ``(N, D)`` float32, labels ``(N,)`` int64 and dataset indices of the images of
+    ``dataset`` (PIL image, label pairs), in order, with the eval preprocessing (resize, centre
+    crop, normalise). Unreadable images are reported on stderr and left out."""
+    model.eval()
+    loader = DataLoader(_Indexed(dataset, eval_transform(preprocess)), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda", worker_init_fn=ignore_sigint)
+    feats, labels, kept = [], [], []
+    with tqdm(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True) as bar:
+        for images, target, indices, problems in loader:
+            for problem in problems:
+                tqdm.write(f"skipped: {problem}", file=sys.stderr)
+            if images is not None:
+                feats.append(layer_features(model, images.to(device, non_blocking=True), layer).float().cpu())
+                labels.append(target)
+                kept += indices
+            bar.update(len(indices) + len(problems))
+    if not feats:
+        raise DataError(f"{desc or 'split'}: no readable images to extract features from")
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64), kept
+
+
+@dataclass
+class FeatureSet:
+    arrays: dict[str, np.ndarray]  # what goes into the .npz, keys as in the module docstring
+    splits: list[str]
+    description: str  # the data source, as open_source describes it
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays[f"{name}_features"], self.arrays[f"{name}_labels"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.arrays["class_names"]]
+
+
+def extract_splits(pretrained: Pretrained, data: str, layer: str, device: torch.device, val_split: float = 0.1,
+                   batch_size: int = 64, workers: int = 2) -> FeatureSet:
+    """Features of ``layer`` for every split of ``data`` with the weights' own eval preprocessing."""
+    if layer not in TAPS:
+        raise AlexNetError(f"unknown layer {layer!r}; choose from {', '.join(TAPS)}")
+    splits = open_source(data, pretrained.preprocess.crop, val_split, preprocess=pretrained.preprocess)
+    model = pretrained.model.to(device)
+    arrays: dict[str, np.ndarray] = {}
+    for name in splits.available:
+        ds = splits.get(name)
+        arrays[f"{name}_features"], arrays[f"{name}_labels"], kept = extract(
+            model, ds, pretrained.preprocess, layer, device, batch_size, workers, desc=f"{name} {layer}")
+        paths = split_paths(ds)
+        arrays[f"{name}_paths"] = np.array([paths[i] for i in kept], dtype=str)
+    arrays.update(
+        class_names=np.array(splits.class_names, dtype=str),
+        layer=np.array(layer),
+        weights=np.array(pretrained.description),
+        splits=np.array(splits.available, dtype=str),
+    )
+    return FeatureSet(arrays, splits.available, splits.description)
+
+
+def save_features(path: str | os.PathLike, features: FeatureSet) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to other names
+        np.savez(f, **features.arrays)
+    return path

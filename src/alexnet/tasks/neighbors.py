@@ -1,0 +1,98 @@
+"""Nearest neighbours in feature space, drawn as the paper's Figure 4.
+
+Section 6.1 of the paper: "If two images produce feature activation vectors with a small
+Euclidean separation, we can say that the higher levels of the neural network consider
+them to be similar"; Figure 4 shows, for a test image, the training images whose last
+hidden layer (fc7, 4096 values) is nearest to its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import DataError, open_source
+from ..data.images import load_rgb
+from ..data.transforms import eval_transform
+from ..errors import AlexNetError
+from ..models.pretrained import Pretrained
+from .features import extract, layer_features, split_paths
+
+
+@dataclass
+class Neighbor:
+    index: int  # in the split
+    path: str  # the file, or the index for in-memory sources
+    label: str
+    distance: float  # Euclidean, in the layer's activation space
+
+
+@dataclass
+class Neighbors:
+    query: str
+    query_image: Image.Image
+    neighbors: list[Neighbor]
+    images: list[Image.Image]  # of the neighbours, in order
+    layer: str
+    split: str
+
+
+@torch.no_grad()
+def find_neighbors(pretrained: Pretrained, data: str, query: str, k: int = 8, split: str = "train",
+                   layer: str = "fc7", device: torch.device = torch.device("cpu"), val_split: float = 0.1,
+                   batch_size: int = 64, workers: int = 2) -> Neighbors:
+    """The ``k`` images of ``split`` of ``data`` nearest to ``query`` in ``layer`` space."""
+    try:
+        query_image = load_rgb(query)
+    except (OSError, ValueError, AlexNetError) as e:
+        raise AlexNetError(f"--query {query}: cannot read image: {getattr(e, 'reason', None) or e}") from None
+    splits = open_source(data, pretrained.preprocess.crop, val_split, preprocess=pretrained.preprocess)
+    dataset = splits.get(split)
+    model = pretrained.model.to(device).eval()
+    feats, labels, kept = extract(model, dataset, pretrained.preprocess, layer, device, batch_size, workers,
+                                  desc=f"{split} {layer}")
+    q = layer_features(model, eval_transform(pretrained.preprocess)(query_image)[None].to(device), layer)
+    distances = np.linalg.norm(feats - q.float().cpu().numpy(), axis=1)
+    order = np.argsort(distances, kind="stable")[:k]
+    paths = split_paths(dataset)
+    names = splits.class_names if not getattr(splits, "display_names", None) else splits.display_names
+    found = [Neighbor(kept[j], paths[kept[j]], names[labels[j]], float(distances[j])) for j in order]
+    images = []
+    for n in found:
+        item = dataset[n.index]  # (PIL image, label): in-memory sources have no file to open
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise DataError(f"{n.path}: could not be read again to draw it")
+        images.append(item[0])
+    return Neighbors(query, query_image, found, images, layer, split)
+
+
+def draw(result: Neighbors, path: str | os.PathLike, thumb: float = 1.9) -> Path:
+    """The query, then its neighbours nearest first, each titled with its distance and class."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    n = len(result.neighbors) + 1
+    cols = min(n, 9)  # the query and 8 neighbours in one row, as in the paper's figure
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(thumb * cols, (thumb + 0.5) * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes.flat[0].imshow(result.query_image.convert("RGB"))
+    axes.flat[0].set_title(f"query\n{Path(result.query).name}", fontsize=8, color="tab:red")
+    for ax, nb, image in zip(axes.flat[1:], result.neighbors, result.images):
+        ax.imshow(image.convert("RGB"))  # grey digits would otherwise get a colour map
+        ax.set_title(f"{nb.label}\nd = {nb.distance:.3g}", fontsize=8)
+    fig.suptitle(f"nearest {result.split} images in {result.layer} space (Euclidean)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
