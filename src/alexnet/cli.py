@@ -10,9 +10,14 @@ from typing import Sequence
 
 from . import __version__
 from .errors import AlexNetError
-from .models import list_models, model_info
+from .models import TAPS, list_models, model_info
 
 EPILOG = "Run `alexnet COMMAND --help` for the options of a command."
+WEIGHTS_HELP = (
+    "'torchvision' (its ImageNet weights, from the torch hub cache or downloaded), a checkpoint of this "
+    "project, a state dict .pth (e.g. torchvision's alexnet-owt-7be5be79.pth) or a .safetensors file; "
+    "read without running pickled code"
+)
 
 
 def _at_least(low: int):
@@ -65,38 +70,112 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
-    from .tasks.evaluate import evaluate_checkpoint
+    from .tasks.evaluate import evaluate_checkpoint, evaluate_pretrained
 
-    ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size,
-                             args.workers, ten_crop=args.ten_crop)
+    source = _one_model_source(args, ("checkpoint", "weights"))
+    if args.weights:
+        ev = evaluate_pretrained(args.weights, args.data, resolve_device(args.device), args.split, args.batch_size,
+                                 args.workers, ten_crop=args.ten_crop)
+    else:
+        ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size,
+                                 args.workers, ten_crop=args.ten_crop)
     r = ev.result
-    print(f"{args.checkpoint} on {ev.data} [{ev.split}, {r.images} images, {ev.views}]")
+    print(f"{source} on {ev.data} [{ev.split}, {r.images} images, {ev.views}]")
     print(f"  loss   {r.loss:.4f}")
     print(f"  top-1  accuracy {r.top1:.2%}  error {1 - r.top1:.2%}")
     print(f"  top-5  accuracy {r.top5:.2%}  error {1 - r.top5:.2%}")
     if args.json:
-        report = {"checkpoint": str(args.checkpoint), "data": ev.data, "split": ev.split, "views": ev.views, **r.as_dict()}
+        report = {("weights" if args.weights else "checkpoint"): source, "data": ev.data, "split": ev.split,
+                  "views": ev.views, **r.as_dict()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")
     return 0
 
 
+def _one_model_source(args: argparse.Namespace, options: tuple[str, ...]) -> str:
+    """The one of ``--checkpoint``/``--weights``/``--classifier`` that was given."""
+    given = [o for o in options if getattr(args, o, None)]
+    if len(given) != 1:
+        flags = " or ".join(f"--{o}" for o in options)
+        raise AlexNetError(f"give one of {flags}" + (f", not {len(given)}" if given else ""))
+    return str(getattr(args, given[0]))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
-    from .tasks.predict import Predictor
+    from .tasks.predict import Predictor, gather_images
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, resolve_device(args.device))
-    failures = 0
-    for p in predictor.predict(args.images, top_k=args.top_k):
+    source = _one_model_source(args, ("checkpoint", "weights", "classifier"))
+    device = resolve_device(args.device)
+    if args.classifier:
+        predictor = Predictor.from_classifier(args.classifier, device)
+    elif args.weights:
+        predictor = Predictor.from_weights(args.weights, device)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device)
+    paths, missing = gather_images(args.images)
+    predictions = missing + predictor.predict(paths, top_k=args.top_k, ten_crop=args.ten_crop)
+    failures = [p for p in predictions if p.error]
+    for p in failures:
+        print(f"{p.path}: {p.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "model": predictor.description or source, "views": "ten-crop" if args.ten_crop else "centre crop",
+            "outputs": predictor.outputs, "predictions": [p.as_dict(predictor.outputs) for p in predictions],
+        }, indent=2))
+        return 1 if failures else 0
+    for p in predictions:
         if p.error:
-            failures += 1
-            print(f"{p.path}: {p.error}", file=sys.stderr)
             continue
         print(p.path)
-        for name, prob in p.top:
-            print(f"  {prob:7.2%}  {name}")
+        for name, value in p.top:
+            print(f"  {value:7.2%}  {name}" if predictor.outputs == "probability" else f"  {value:+7.3f}  {name}")
     return 1 if failures else 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .models.pretrained import load_pretrained
+    from .tasks import classifier
+    from .tasks.features import extract_splits, save_features
+
+    if args.classifier_out and not args.classifier:
+        raise AlexNetError("--classifier-out needs --classifier logreg|svm|mlp")
+    pretrained = load_pretrained(args.weights)
+    print(f"weights: {pretrained.description}")
+    features = extract_splits(pretrained, args.data, args.layer, resolve_device(args.device), args.val_split,
+                              args.batch_size, args.workers)
+    out = save_features(args.out, features)
+    print(f"data: {features.description}")
+    shapes = ", ".join(f"{s} {features.split(s)[0].shape[0]}x{features.split(s)[0].shape[1]}" for s in features.splits)
+    print(f"{args.layer} features ({shapes}) written to {out}")
+    if not args.classifier:
+        return 0
+    fitted = classifier.fit(features, args.classifier, C=args.C, seed=args.seed)
+    for note in fitted.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{args.classifier} on {args.layer}: " + ", ".join(
+        f"{k.removesuffix('_accuracy')} accuracy {v:.2%}" for k, v in fitted.metrics.items()))
+    path = classifier.save(args.classifier_out or out.with_name(f"{out.stem}.{args.classifier}.safetensors"),
+                           classifier.package(fitted, pretrained, args.layer))
+    print(f"classifier written to {path}; use it with: alexnet predict --classifier {path} IMAGE...")
+    return 0
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .models.pretrained import load_pretrained
+    from .tasks.neighbors import draw, find_neighbors
+
+    pretrained = load_pretrained(args.weights)
+    result = find_neighbors(pretrained, args.data, args.query, args.k, args.split, args.layer,
+                            resolve_device(args.device), args.val_split, args.batch_size, args.workers)
+    print(f"{args.query}: nearest {args.split} images in {args.layer} space ({pretrained.description})")
+    for n in result.neighbors:
+        print(f"  {n.distance:10.4g}  {n.label:<20}  {n.path}")
+    print(f"written to {draw(result, args.out)}")
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -175,9 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="loss, top-1 and top-5 accuracy and error of a checkpoint",
-        description="Evaluate a checkpoint with the preprocessing it was trained with (centre crop).",
+        description="Evaluate a checkpoint with the preprocessing it was trained with (centre crop), or "
+        "pretrained weights (--weights) with theirs. The data's classes must be the model's: for torchvision's "
+        "ImageNet weights, the 1000 ImageNet wnid class folders.",
     )
-    p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
+    p.add_argument("--checkpoint", help="a .pt file written by `alexnet train`")
+    p.add_argument("--weights", metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--data", required=True, help="'digits' or a folder, as for train")
     p.add_argument("--split", choices=("train", "val", "test"), help="default: test if the source has one, else val")
     p.add_argument("--ten-crop", action="store_true",
@@ -191,15 +273,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="top-k classes for image files",
-        description="Print the top-k class names and probabilities for each image. "
-        "An unreadable image is reported and the rest are still predicted (exit status 1).",
+        help="top-k classes for image files, folders or glob patterns",
+        description="Print the top-k class names and probabilities for each image, from one of: a checkpoint, "
+        "pretrained weights (`--weights torchvision` names ImageNet's 1000 classes), or a classifier written by "
+        "`alexnet features --classifier` (an SVM prints decision scores instead of probabilities). Folders are "
+        "searched recursively for image files; glob patterns are expanded here, so quote them. An unreadable "
+        "image is reported on stderr and the rest are still predicted (exit status 1).",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--checkpoint", required=True, help="a .pt file written by `alexnet train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('photos/**/*.jpg')")
+    p.add_argument("--checkpoint", help="a .pt file written by `alexnet train` (or a classifier file)")
+    p.add_argument("--weights", metavar="W", help=WEIGHTS_HELP)
+    p.add_argument("--classifier", metavar="FILE",
+                   help="a .safetensors classifier written by `alexnet features --classifier`; it names the weights "
+                   "and layer it was fitted on")
     p.add_argument("--top-k", type=_at_least(1), default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average over 10 views (4 corner crops, the centre crop and their mirrors), as the paper "
+                   "tested; default: the centre crop alone")
+    p.add_argument("--json", action="store_true", help="print one JSON document (model, predictions, errors) instead")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "features",
+        help="AlexNet activations of every image of a data source, saved as .npz; optionally fit a classifier",
+        description="Run every split of --data through pretrained weights and save the activations of --layer "
+        "(flattened: 4096 per image for fc6/fc7, 9216 for pool5 at 224) with labels, file paths and class names "
+        "to an .npz file (keys train_features, train_labels, train_paths, val_..., test_..., class_names, layer). "
+        "Images get the weights' own eval preprocessing. With --classifier, fit a scikit-learn classifier "
+        "(StandardScaler first) on the training features, report validation (and test) accuracy, and save it "
+        "for `alexnet predict --classifier FILE`. The classifier file holds arrays and text only (safetensors), "
+        "so loading it runs no code.",
+    )
+    p.add_argument("--weights", required=True, metavar="W", help=WEIGHTS_HELP)
+    p.add_argument("--data", required=True, help="'digits', a CIFAR pickle folder or an image folder, as for train")
+    p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER",
+                   help=f"the activations to save, after its ReLU: {', '.join(TAPS)} (default: fc7)")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="the features file to write")
+    p.add_argument("--classifier", choices=("logreg", "svm", "mlp"),
+                   help="also fit: logreg (multinomial logistic regression), svm (LinearSVC: scores, not "
+                   "probabilities) or mlp (one hidden layer of 256 ReLU units)")
+    p.add_argument("--classifier-out", metavar="FILE",
+                   help="where to save the classifier (default: beside --out, as NAME.KIND.safetensors)")
+    p.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength for logreg and svm (default: 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="random state of svm and mlp (default: 0)")
+    p.add_argument("--val-split", type=float, default=0.1,
+                   help="fraction held out for val when the data has no val/ (default: 0.1, the split train uses)")
+    p.add_argument("--batch-size", type=_at_least(1), default=64, help="(default: 64)")
+    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser(
+        "neighbors",
+        help="the images nearest to a query in fc7 space, drawn as a picture (the paper's Figure 4)",
+        description="Find the -k images of a split of --data whose activations (fc7 by default, the paper's "
+        "4096-dimensional last hidden layer) are nearest to the query image's by Euclidean distance, print them, "
+        "and draw the query followed by its neighbours, each with its distance and class, to --out.",
+    )
+    p.add_argument("--weights", required=True, metavar="W", help=WEIGHTS_HELP)
+    p.add_argument("--data", required=True, help="'digits', a CIFAR pickle folder or an image folder, as for train")
+    p.add_argument("--query", required=True, metavar="IMAGE", help="the image to find neighbours of")
+    p.add_argument("-k", type=_at_least(1), default=8, help="neighbours to show (default: 8)")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="the picture to write")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"), help="where to search (default: train)")
+    p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER", help="activation space (default: fc7)")
+    p.add_argument("--val-split", type=float, default=0.1, help="as for features (default: 0.1)")
+    p.add_argument("--batch-size", type=_at_least(1), default=64, help="(default: 64)")
+    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    p.set_defaults(func=cmd_neighbors)
 
     p = sub.add_parser(
         "plot",

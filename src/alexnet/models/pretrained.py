@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from .. import checkpoint
+from ..data.classnames import imagenet_categories
 from ..data.transforms import Preprocess
 from .alexnet import AlexNet
 from .registry import get_model, list_models, model_info
@@ -72,13 +73,6 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict or a checkpoint, found {type(obj).__name__}")
     return _from_state_dict(path, obj)
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ILSVRC2012 class names in index order (sorted wnids), as torchvision ships them."""
-    from torchvision.models import AlexNet_Weights
-
-    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def imagenet_preprocess() -> Preprocess:

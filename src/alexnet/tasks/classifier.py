@@ -29,7 +29,7 @@ from torch import nn
 from ..data import Preprocess
 from ..errors import AlexNetError
 from ..models import AlexNet
-from ..models.pretrained import CLASSIFIER_FORMAT, read_safetensors
+from ..models.pretrained import CLASSIFIER_FORMAT, Pretrained, read_safetensors
 from .features import FeatureSet, layer_features
 
 KINDS = ("logreg", "svm", "mlp")
@@ -166,6 +166,12 @@ class SavedClassifier:
     class_names: list[str]
     preprocess: Preprocess
     metrics: dict[str, float]
+
+
+def package(fitted: Fitted, pretrained: Pretrained, layer: str) -> SavedClassifier:
+    """A fitted pipeline with what prediction needs from the weights it was fitted on."""
+    return SavedClassifier(ClassifierHead.from_sklearn(fitted.pipeline), fitted.kind, layer, pretrained.spec,
+                           pretrained.description, fitted.class_names, pretrained.preprocess, fitted.metrics)
 
 
 def save(path: str | os.PathLike, saved: SavedClassifier) -> Path:

@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on a data source with the preprocessing it was trained with."""
+"""Evaluate a checkpoint, or pretrained weights, on a data source with the preprocessing that belongs to it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..data.loading import Transformed, eval_loader
 from ..data.transforms import eval_transform, ten_crop_transform
 from ..engine.loop import EvalResult, evaluate
 from ..models import model_from_checkpoint
+from ..models.pretrained import load_pretrained
 
 
 @dataclass
@@ -46,13 +47,45 @@ def evaluate_checkpoint(
             f"{data} has classes {_short(splits.class_names)} but {path} was trained on "
             f"{_short(ckpt['class_names'])}; evaluate on data with the same class folders"
         )
+    return _evaluate(model_from_checkpoint(ckpt), preprocess, splits, data, device, split, batch_size, workers, ten_crop)
+
+
+def evaluate_pretrained(
+    weights: str,
+    data: str,
+    device: torch.device,
+    split: str | None = None,
+    batch_size: int = 256,
+    workers: int = 2,
+    ten_crop: bool = False,
+    val_split: float = 0.1,
+) -> CheckpointEval:
+    """As :func:`evaluate_checkpoint`, for a ``--weights`` value (``torchvision``, a state dict, ...).
+
+    The data's classes must be the weights' classes, in the same order: for torchvision's
+    ImageNet weights, the 1,000 ImageNet classes (as wnid folders, which the data source
+    names by their categories).
+    """
+    p = load_pretrained(weights)
+    splits = open_source(data, p.preprocess.crop, val_split, preprocess=p.preprocess)
+    # wnid folders (n02123045) are matched through the readable names the data source gives them
+    if list(p.class_names) not in (list(splits.class_names), list(splits.display_names or [])):
+        raise DataError(
+            f"{data} has classes {_short(splits.class_names)} but the weights predict {_short(p.class_names)}; "
+            "evaluate needs data whose class folders are the weights' classes (fine-tune or use "
+            "`alexnet features --classifier` for other classes)"
+        )
+    return _evaluate(p.model, p.preprocess, splits, data, device, split, batch_size, workers, ten_crop)
+
+
+def _evaluate(model, preprocess: Preprocess, splits, data: str, device: torch.device, split: str | None,
+              batch_size: int, workers: int, ten_crop: bool) -> CheckpointEval:
     split = split or splits.default_eval_split
-    model = model_from_checkpoint(ckpt).to(device)
     transform = ten_crop_transform(preprocess) if ten_crop else eval_transform(preprocess)
     # Ten views per image: a tenth of the images per batch keeps memory the same.
     loader = eval_loader(Transformed(splits.get(split), transform), max(1, batch_size // 10) if ten_crop else batch_size,
                          workers, device.type == "cuda")
-    return CheckpointEval(evaluate(model, loader, device), split, data, "ten-crop" if ten_crop else "centre crop")
+    return CheckpointEval(evaluate(model.to(device), loader, device), split, data, "ten-crop" if ten_crop else "centre crop")
 
 
 def _short(names: list[str], n: int = 5) -> str:

@@ -3,8 +3,9 @@
 The file holds, for each split S the source has (``train``, ``val``, ``test``):
 ``S_features`` (N, D) float32, ``S_labels`` (N,) int64 and ``S_paths`` (N,) str (the image
 file, or the index within the split for in-memory sources such as digits and CIFAR), plus
-``class_names``, ``layer``, ``weights`` (what produced them) and ``splits``. It loads with
-``np.load(path)`` (no pickle needed: every array is numbers or fixed-width strings).
+``class_names`` (and ``display_names`` for ImageNet wnid folders), ``layer``, ``weights``
+(what produced them) and ``splits``. Unreadable images are reported and left out. It loads
+with ``np.load(path)`` (no pickle needed: every array is numbers or fixed-width strings).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class FeatureSet:
 
     @property
     def class_names(self) -> list[str]:
-        return [str(c) for c in self.arrays["class_names"]]
+        """The names to show: readable ones where the folders are ImageNet wnids."""
+        return [str(c) for c in self.arrays.get("display_names", self.arrays["class_names"])]
 
 
 def extract_splits(pretrained: Pretrained, data: str, layer: str, device: torch.device, val_split: float = 0.1,
@@ -125,6 +127,8 @@ def extract_splits(pretrained: Pretrained, data: str, layer: str, device: torch.
             model, ds, pretrained.preprocess, layer, device, batch_size, workers, desc=f"{name} {layer}")
         paths = split_paths(ds)
         arrays[f"{name}_paths"] = np.array([paths[i] for i in kept], dtype=str)
+    if splits.display_names:  # readable names of ImageNet wnid folders
+        arrays["display_names"] = np.array(splits.display_names, dtype=str)
     arrays.update(
         class_names=np.array(splits.class_names, dtype=str),
         layer=np.array(layer),

@@ -60,7 +60,7 @@ def find_neighbors(pretrained: Pretrained, data: str, query: str, k: int = 8, sp
     distances = np.linalg.norm(feats - q.float().cpu().numpy(), axis=1)
     order = np.argsort(distances, kind="stable")[:k]
     paths = split_paths(dataset)
-    names = splits.class_names if not getattr(splits, "display_names", None) else splits.display_names
+    names = splits.display_names or splits.class_names  # ImageNet wnid folders: their readable names
     found = [Neighbor(kept[j], paths[kept[j]], names[labels[j]], float(distances[j])) for j in order]
     images = []
     for n in found:
