@@ -168,7 +168,8 @@ def test_a_pickle_that_runs_code_is_refused_and_not_run(tmp_path, capsys):
 def test_predict_with_torchvision_weights_names_imagenet_classes(tv_file, torch_home, colours, capsys):
     torch_home.mkdir(parents=True)
     os.symlink(tv_file, torch_home / HUB_FILES[0])
-    assert main(["predict", "--weights", "torchvision", "--top-k", "3", str(colours / "val" / "red" / "img 0.jpg")]) == 0
+    image = colours / "val" / "red" / "img 0.jpg"
+    assert main(["predict", "--weights", "torchvision", "--top-k", "3", str(image)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("img 0.jpg") and len(out) == 4
     categories = set(imagenet_categories())

@@ -191,6 +191,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .tasks.prepare import cifar_to_folders, digits_to_folders
 
+    if args.dataset == "cache":
+        from .tasks.prepare import cache_data
+
+        if not args.data:
+            raise AlexNetError("prepare cache needs --data DIR (the folder train will use)")
+        cache_data(args.data, args.arch, args.image_size, args.val_split, args.cache_dir, args.workers,
+                   args.max_image_pixels)
+        return 0
     if args.dataset == "imagenet-val":
         from .tasks.imagenet import file_val_images
 
@@ -280,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         "searched recursively for image files; glob patterns are expanded here, so quote them. An unreadable "
         "image is reported on stderr and the rest are still predicted (exit status 1).",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('photos/**/*.jpg')")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, folders or glob patterns ('photos/**/*.jpg')")
     p.add_argument("--checkpoint", help="a .pt file written by `alexnet train` (or a classifier file)")
     p.add_argument("--weights", metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--classifier", metavar="FILE",
@@ -315,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities) or mlp (one hidden layer of 256 ReLU units)")
     p.add_argument("--classifier-out", metavar="FILE",
                    help="where to save the classifier (default: beside --out, as NAME.KIND.safetensors)")
-    p.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength for logreg and svm (default: 1.0)")
+    p.add_argument("--C", type=float, default=1.0,
+                   help="inverse regularisation strength for logreg and svm (default: 1.0)")
     p.add_argument("--seed", type=int, default=0, help="random state of svm and mlp (default: 0)")
     p.add_argument("--val-split", type=float, default=0.1,
                    help="fraction held out for val when the data has no val/ (default: 0.1, the split train uses)")
@@ -336,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, metavar="IMAGE", help="the image to find neighbours of")
     p.add_argument("-k", type=_at_least(1), default=8, help="neighbours to show (default: 8)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the picture to write")
-    p.add_argument("--split", default="train", choices=("train", "val", "test"), help="where to search (default: train)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"),
+                   help="where to search (default: train)")
     p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER", help="activation space (default: fc7)")
     p.add_argument("--val-split", type=float, default=0.1, help="as for features (default: 0.1)")
     p.add_argument("--batch-size", type=_at_least(1), default=64, help="(default: 64)")
@@ -359,9 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
         "`--data digits` uses. cifar10, cifar100: write the original python pickle folder SRC "
         "(cifar-10-batches-py, cifar-100-python) as DST/{train,test}/<class>/*.png. imagenet-val: move (or "
         "--link) the 50,000 flat ILSVRC2012 validation images into <wnid>/ folders, from the Kaggle "
-        "LOC_val_solution.csv or Caffe's val.txt; running it again changes nothing.",
+        "LOC_val_solution.csv or Caffe's val.txt; running it again changes nothing. cache: decode the images "
+        "of --data once into the uint8 cache that `train --cache` reads (with the same --arch, --image-size "
+        "and --val-split as training); up to date caches are left alone, stale ones rebuilt.",
     )
-    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100", "imagenet-val"), help="what to prepare")
+    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100", "imagenet-val", "cache"), help="what to prepare")
     p.add_argument("source", nargs="?", metavar="SRC", help="the pickle folder (cifar10, cifar100)")
     p.add_argument("--to-folders", metavar="DST", help="an empty or new folder (digits, cifar10, cifar100)")
     p.add_argument("--val-dir", metavar="DIR", help="imagenet-val: the flat validation folder")
@@ -370,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="imagenet-val with val.txt: imagenet_class_index.json or LOC_synset_mapping.txt giving "
                    "each index's wnid (default: the sorted folders of the train/ beside --val-dir)")
     p.add_argument("--link", action="store_true", help="imagenet-val: symlink instead of moving")
+    p.add_argument("--data", metavar="DIR", help="cache: the image folder, as for train --data")
+    p.add_argument("--arch", default="alexnet", choices=list_models(), help="cache: the variant training will use (default: alexnet)")
+    p.add_argument("--image-size", type=_at_least(1), help="cache: the network input side training will use (default: the variant's)")
+    p.add_argument("--val-split", type=float, default=0.1, help="cache: as for train, when the data has no val/ (default: 0.1)")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache: as for train (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)")
+    p.add_argument("--workers", type=_at_least(0), default=2, help="cache: decoding processes (default: 2)")
+    p.add_argument("--max-image-pixels", type=_at_least(1), default=89_478_485, help="cache: larger images are left out")
     p.set_defaults(func=cmd_prepare)
     return parser
 

@@ -59,16 +59,19 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
         return _from_torchvision()
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, a .pth state dict or a .safetensors file")
+        raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, "
+                           "a .pth state dict or a .safetensors file")
     if path.suffix == ".safetensors":
         state, meta = read_safetensors(path)
         if meta.get("format") == CLASSIFIER_FORMAT:
-            raise WeightsError(f"{path} is a classifier saved by `alexnet features --classifier`; use `alexnet predict --classifier {path}`")
+            raise WeightsError(f"{path} is a classifier saved by `alexnet features --classifier`; "
+                               f"use `alexnet predict --classifier {path}`")
         return _from_state_dict(path, state)
     obj = checkpoint.read(path)
     if checkpoint.is_checkpoint(obj):
         if obj.get("version", 0) > checkpoint.VERSION:
-            raise checkpoint.CheckpointError(f"{path}: checkpoint version {obj['version']} is newer than this alexnet understands ({checkpoint.VERSION})")
+            raise checkpoint.CheckpointError(f"{path}: checkpoint version {obj['version']} is newer than this "
+                                             f"alexnet understands ({checkpoint.VERSION})")
         return _from_checkpoint(path, obj)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict or a checkpoint, found {type(obj).__name__}")
@@ -88,7 +91,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        first = str(e).strip().splitlines()
+        reason = first[0] if first else type(e).__name__
+        raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from None
 
 
 def _from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> Pretrained:

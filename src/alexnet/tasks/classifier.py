@@ -80,8 +80,12 @@ def fit(features: FeatureSet, kind: str, C: float = 1.0, seed: int = 0) -> Fitte
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         pipeline.fit(x, y)
+    # scikit-learn repeats a multi-line ConvergenceWarning; one line says it. Others pass through.
     notes = [f"{kind} did not converge: {str(w.message).splitlines()[0]}" for w in caught
              if issubclass(w.category, ConvergenceWarning)][:1]
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     names = [features.class_names[int(c)] for c in pipeline.classes_]
     metrics = {f"{s}_accuracy": float(pipeline.score(*features.split(s))) for s in features.splits if s != "train"}
     metrics["train_accuracy"] = float(pipeline.score(x, y))
@@ -131,8 +135,8 @@ class ClassifierHead(nn.Module):
             # Two classes: scikit-learn keeps one output z for the second class. Logistic
             # outputs become the logits (0, z), whose softmax is (1 - sigmoid(z), sigmoid(z));
             # SVM scores become (-z, z), so either way the larger one is the predicted class.
-            other = -w if outputs == "score" else np.zeros_like(w)
-            layers[-1] = (np.concatenate([other, w]), np.concatenate([-b if outputs == "score" else np.zeros_like(b), b]))
+            sign = -1.0 if outputs == "score" else 0.0
+            layers[-1] = (np.concatenate([sign * w, w]), np.concatenate([sign * b, b]))
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         return cls(as_t(scaler.mean_), as_t(scaler.scale_), [(as_t(w), as_t(b)) for w, b in layers], outputs)
 
@@ -217,7 +221,8 @@ def load(path: str | os.PathLike) -> SavedClassifier:
     if meta.get("format") != CLASSIFIER_FORMAT:
         raise ClassifierError(f"{path}: not a classifier saved by `alexnet features --classifier`")
     if int(meta.get("version", 0)) > VERSION:
-        raise ClassifierError(f"{path}: classifier version {meta['version']} is newer than this alexnet understands ({VERSION})")
+        raise ClassifierError(f"{path}: classifier version {meta['version']} is newer than this alexnet "
+                              f"understands ({VERSION})")
     try:
         n = len([k for k in tensors if k.startswith("layers.") and k.endswith(".weight")])
         layers = [(tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]) for i in range(n)]

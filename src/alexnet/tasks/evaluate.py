@@ -83,9 +83,10 @@ def _evaluate(model, preprocess: Preprocess, splits, data: str, device: torch.de
     split = split or splits.default_eval_split
     transform = ten_crop_transform(preprocess) if ten_crop else eval_transform(preprocess)
     # Ten views per image: a tenth of the images per batch keeps memory the same.
-    loader = eval_loader(Transformed(splits.get(split), transform), max(1, batch_size // 10) if ten_crop else batch_size,
-                         workers, device.type == "cuda")
-    return CheckpointEval(evaluate(model.to(device), loader, device), split, data, "ten-crop" if ten_crop else "centre crop")
+    loader = eval_loader(Transformed(splits.get(split), transform),
+                         max(1, batch_size // 10) if ten_crop else batch_size, workers, device.type == "cuda")
+    views = "ten-crop" if ten_crop else "centre crop"
+    return CheckpointEval(evaluate(model.to(device), loader, device), split, data, views)
 
 
 def _short(names: list[str], n: int = 5) -> str:

@@ -36,17 +36,13 @@ def layer_features(model: AlexNet, images: torch.Tensor, layer: str) -> torch.Te
 
 def split_paths(dataset: Dataset) -> list[str]:
     """The file behind each sample, or its index where the images live in memory."""
-    # data.datasets.FolderSubset: indices into an ImageFolder, whose .samples hold (path, label).
-    samples = getattr(getattr(dataset, "base", None), "samples", None)
-    indices = getattr(dataset, "indices", None)
-    if samples is not None and indices is not None:
-        return [samples[i][0] for i in indices]
-    return [str(i) for i in range(len(dataset))]
+    paths = getattr(dataset, "paths", None)  # data.datasets.FolderSubset has them
+    return list(paths) if paths is not None else [str(i) for i in range(len(dataset))]
 
 
 class _Indexed(Dataset):
-    """``(tensor, label, index)`` per sample, or ``(None, label, index, reason)`` for an
-    image that cannot be read, so features stay aligned with their paths."""
+    """``(tensor, label, index, "")`` per sample, or ``(None, -1, index, reason)`` for an
+    image that cannot be read: the indices keep features aligned with their paths."""
 
     def __init__(self, base: Dataset, transform):
         self.base, self.transform = base, transform
