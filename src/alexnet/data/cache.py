@@ -56,7 +56,8 @@ class ImageCache:
         """``(n, size, size, 3)`` uint8. Mapped on first use in each process (a DataLoader
         worker maps the file itself rather than being sent a copy of it)."""
         if self.array is None:
-            self.array = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.n, self.size, self.size, 3))
+            # Copy-on-write: never written, but torch.from_numpy wants a writable array.
+            self.array = np.memmap(self.path, dtype=np.uint8, mode="c", shape=(self.n, self.size, self.size, 3))
         return self.array
 
     def __getstate__(self) -> dict:

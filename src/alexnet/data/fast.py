@@ -58,19 +58,20 @@ class Crops:
         return Crops(*(t.to(device, non_blocking=True) for t in (self.top, self.left, self.flip, self.alpha)))
 
 
-def cut_numpy(images: np.ndarray, index: list[int], crops: Crops, crop: int) -> np.ndarray:
-    """``(B, crop, crop, 3)`` uint8 copied out of ``images`` ``(N, S, S, 3)``, one slice per sample
-    (a memory-mapped cache is read only where the crops are)."""
-    out = np.empty((len(index), crop, crop, 3), np.uint8)
+def cut_slices(images: np.ndarray, index: list[int], crops: Crops, crop: int) -> torch.Tensor:
+    """``(B, crop, crop, 3)`` uint8 copied out of ``images`` ``(N, S, S, 3)`` one slice per sample:
+    a memory-mapped cache is read only where the crops are. (Mirroring is torch's ``flip``:
+    numpy's reversed-stride copy of 3-byte pixels is several times slower.)"""
+    out = torch.empty((len(index), crop, crop, 3), dtype=torch.uint8)
     for k, i in enumerate(index):
         t, l = int(crops.top[k]), int(crops.left[k])
-        patch = images[i, t : t + crop, l : l + crop]
-        out[k] = patch[:, ::-1] if crops.flip[k] else patch
+        patch = torch.from_numpy(images[i, t : t + crop, l : l + crop])
+        out[k] = patch.flip(1) if crops.flip[k] else patch
     return out
 
 
 def cut_torch(images: torch.Tensor, index: torch.Tensor, crops: Crops, crop: int) -> torch.Tensor:
-    """The same as ``cut_numpy``, as one gather on ``images``' device: ``(N, S, S, C)`` -> ``(B, crop, crop, C)``."""
+    """The same as ``cut_slices``, as one gather on ``images``' device: ``(N, S, S, C)`` -> ``(B, crop, crop, C)``."""
     steps = torch.arange(crop, device=images.device)
     rows = crops.top[:, None] + steps  # (B, crop)
     cols = torch.where(crops.flip[:, None], crops.left[:, None] + crop - 1 - steps, crops.left[:, None] + steps)
@@ -78,36 +79,48 @@ def cut_torch(images: torch.Tensor, index: torch.Tensor, crops: Crops, crop: int
 
 
 class Finish:
-    """uint8 ``(B, crop, crop, 3)`` crops on the device -> the float ``(B, 3, crop, crop)``
-    network input, computed as the plain path's transforms compute it per image."""
+    """uint8 ``(B, crop, crop, 3)`` crops -> the float ``(B, 3, crop, crop)`` network input:
+    what the plain path's transforms compute per image (``(x / 255 + lighting - mean) / std``),
+    folded into one subtraction and one multiplication on 0-255 values, in place."""
 
     def __init__(self, p: Preprocess, device: torch.device, channels_last: bool = False):
-        self.p, self.channels_last = p, channels_last
-        self.mean = torch.tensor(p.mean, device=device)[:, None, None]
-        self.std = torch.tensor(p.std, device=device)[:, None, None]
+        self.p, self.device, self.channels_last = p, device, channels_last
+        self.mean255 = torch.tensor(p.mean, device=device) * 255
+        self.scale = 1 / (255 * torch.tensor(p.std, device=device))
         self.eigval = torch.tensor(p.eigval, device=device)
         self.eigvec = torch.tensor(p.eigvec, device=device)
         # The mean image is cut with each sample's own crop, so it stays (S, S, 3) like the cache.
-        self.mean_image = None if p.mean_image is None else p.mean_image.to(device).permute(1, 2, 0).contiguous()
+        self.mean_image255 = None if p.mean_image is None else \
+            (p.mean_image.to(device) * 255).permute(1, 2, 0).contiguous()
 
     def __call__(self, crops_u8: torch.Tensor, crops: Crops) -> torch.Tensor:
-        x = crops_u8.permute(0, 3, 1, 2).float().div_(255)  # a channels_last view of the NHWC crops
+        # Subtracted per sample and channel: the mean, less the lighting shift (the same for
+        # every pixel of an image, so it can move across the subtraction).
+        offset = self.mean255.expand(len(crops_u8), 3)
         if self.p.lighting:
-            rgb = (crops.alpha * self.eigval) @ self.eigvec.T  # eigvec @ (alpha * eigval), per sample
-            x = x + rgb[:, :, None, None]
-        if self.mean_image is not None:
-            index = torch.zeros(len(x), dtype=torch.long, device=x.device)
-            x = (x - cut_torch(self.mean_image[None], index, crops, self.p.crop).permute(0, 3, 1, 2)) / self.std
-        else:
-            x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            offset = offset - 255 * (crops.alpha * self.eigval) @ self.eigvec.T  # eigvec @ (alpha * eigval)
+        if self.channels_last:  # NHWC in memory: the crops' own layout, no transposing copy
+            x = crops_u8.float().sub_(offset[:, None, None, :])
+            if self.mean_image255 is not None:
+                x.sub_(self._mean_crops(crops) - self.mean255)
+            return x.mul_(self.scale).permute(0, 3, 1, 2)
+        x = torch.empty(crops_u8.shape[0], 3, *crops_u8.shape[1:3], device=crops_u8.device)
+        x.copy_(crops_u8.permute(0, 3, 1, 2)).sub_(offset[:, :, None, None])
+        if self.mean_image255 is not None:
+            x.sub_((self._mean_crops(crops) - self.mean255).permute(0, 3, 1, 2))
+        return x.mul_(self.scale[:, None, None])
+
+    def _mean_crops(self, crops: Crops) -> torch.Tensor:
+        index = torch.zeros(len(crops.top), dtype=torch.long, device=self.mean_image255.device)
+        return cut_torch(self.mean_image255[None], index, crops, self.p.crop)  # (B, crop, crop, 3)
 
 
 class _CropBatches(Dataset):
-    """Item = one whole batch, given the sampler's list of ``(index, seed)``: uint8 crops, labels, crops."""
+    """Item = one whole batch, given the sampler's list of ``(index, seed)``: uint8 crops (or,
+    with ``finish``, the finished float batch), labels, crops."""
 
-    def __init__(self, cache: ImageCache, p: Preprocess, train: bool):
-        self.cache, self.p, self.train = cache, p, train
+    def __init__(self, cache: ImageCache, p: Preprocess, train: bool, finish: Finish | None = None):
+        self.cache, self.p, self.train, self.finish = cache, p, train, finish
 
     def __len__(self) -> int:
         return self.cache.n
@@ -115,8 +128,10 @@ class _CropBatches(Dataset):
     def __getitem__(self, batch: list[tuple[int, int]]):
         index = [i for i, _ in batch]
         crops = _crops_for(batch, self.cache.size, self.p, self.train)
-        pixels = cut_numpy(self.cache.images, index, crops, self.p.crop)
-        return torch.from_numpy(pixels), torch.from_numpy(self.cache.labels[index]), crops
+        pixels = cut_slices(self.cache.images, index, crops, self.p.crop)
+        if self.finish is not None:
+            pixels = self.finish(pixels, crops)
+        return pixels, torch.from_numpy(self.cache.labels[index]), crops
 
 
 def _crops_for(batch: list[tuple[int, int]], square: int, p: Preprocess, train: bool) -> Crops:
@@ -152,7 +167,11 @@ class CachedLoader:
         self.cache, self.p, self.sampler, self.train, self.device = cache, p, sampler, train, device
         self.workers, self.resident = workers, resident
         self.finish = Finish(p, device, channels_last)
-        self.dataset = _CropBatches(cache, p, train)
+        # Workers send uint8, a quarter of the bytes of the float batch: moving a batch between
+        # processes costs a fresh shared-memory block, so that is cheaper even on the CPU,
+        # where the main process then finishes it (one pass and two in-place passes).
+        self.finish_in_workers = False
+        self.dataset = _CropBatches(cache, p, train, self.finish if self.finish_in_workers else None)
         if resident:  # the whole uint8 set in device memory, gathered there
             self.images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
             self.labels = torch.from_numpy(cache.labels).to(device)
@@ -173,10 +192,11 @@ class CachedLoader:
                             pin_memory=pin, generator=torch.Generator(), worker_init_fn=ignore_sigint,
                             prefetch_factor=4 if self.workers else None)
         for pixels, labels, crops in loader:
-            pixels = pixels.to(self.device, non_blocking=True)
-            yield Batch(self.finish(pixels, crops.to(self.device)), labels.to(self.device, non_blocking=True))
+            if not self.finish_in_workers:
+                pixels = self.finish(pixels.to(self.device, non_blocking=True), crops.to(self.device))
+            yield Batch(pixels, labels.to(self.device, non_blocking=True))
 
     def preview(self, batch: list[tuple[int, int]]) -> torch.Tensor:
         """The samples of ``batch`` as training sees them (on the CPU)."""
-        pixels, _, crops = self.dataset[batch]
-        return Finish(self.p, torch.device("cpu"))(pixels, crops)
+        pixels, _, crops = _CropBatches(self.cache, self.p, self.train, Finish(self.p, torch.device("cpu")))[batch]
+        return pixels

@@ -52,3 +52,24 @@ def digits_to_folders(dst: str | Path) -> dict[str, int]:
             Image.fromarray(images[i]).save(dst / split / names[labels[i]] / f"{i:04d}.png")
         counts[split] = len(idx)
     return counts
+
+
+def cache_data(data: str, arch: str, image_size: int | None, val_split: float, cache_dir: str | None,
+               workers: int, max_pixels: int, log=print) -> None:
+    """Build (or check) the image caches ``train --cache`` will read for ``data``."""
+    from ..data import open_source
+    from ..data.cache import cache_split
+    from ..models import model_info
+
+    size = image_size or model_info(arch).image_size
+    splits = open_source(data, size, val_split, max_pixels=max_pixels)
+    if splits.preprocess.resize == splits.preprocess.crop:
+        raise DataError(f"{data}: its images are used whole at the network size; there is nothing to cache")
+    name = Path(data).name or "data"
+    for split in splits.available:
+        cache = cache_split(splits.get(split), splits.preprocess.resize, f"{name}-{split}", cache_dir, workers, log)
+        where = cache.path or "memory"
+        log(f"{split}: {cache.n} images at {cache.size}x{cache.size} in {where}"
+            + (f"; {len(cache.skipped)} unreadable left out" if cache.skipped else ""))
+        for problem in cache.skipped:
+            log(f"  unreadable: {problem}")
