@@ -4,3 +4,7 @@ one line and exits non-zero; anything else is a bug and keeps its traceback."""
 
 class AlexNetError(Exception):
     """Base of every user-facing error; the message names the problem and the fix."""
+
+
+class DataError(AlexNetError):
+    """A data source that cannot be used; the message says what is wrong and how to fix it."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AlexNetError
+from ..errors import AlexNetError, DataError
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 # --data NAME -> (torchvision dataset class, the folder its archive unpacks to)
@@ -42,16 +42,16 @@ def fetch_cifar(name: str, download: bool) -> Path:
     if is_cifar_dir(root / folder):
         return root / folder
     if not download:
-        raise AlexNetError(f"--data {name}: {root / folder} does not exist; add --download to fetch it from "
-                           f"{cls.url}, set ALEXNET_DATA to the folder that holds {folder}/, "
-                           "or pass the pickle folder itself as --data")
+        raise DataError(f"--data {name}: {root / folder} does not exist; add --download to fetch it from "
+                        f"{cls.url}, set ALEXNET_DATA to the folder that holds {folder}/, "
+                        "or pass the pickle folder itself as --data")
     try:
         download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
     except Exception as e:  # noqa: BLE001 - URLError, HTTP errors, a bad checksum (RuntimeError), a full disk
-        raise AlexNetError(f"--data {name} --download: fetching {cls.url} into {root} failed "
-                           f"({type(e).__name__}: {e}); check the connection, or download and unpack it there yourself") from None
+        raise DataError(f"--data {name} --download: fetching {cls.url} into {root} failed "
+                        f"({type(e).__name__}: {e}); check the connection, or download and unpack it there yourself") from None
     if not is_cifar_dir(root / folder):
-        raise AlexNetError(f"--data {name} --download: {cls.filename} did not unpack to {root / folder}")
+        raise DataError(f"--data {name} --download: {cls.filename} did not unpack to {root / folder}")
     return root / folder
 
 
@@ -74,9 +74,9 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             raw = pickle.load(f, encoding="bytes")
     except Exception as e:  # truncated, foreign or corrupt: unpickling can fail in many ways
-        raise AlexNetError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
     if not isinstance(raw, dict):
-        raise AlexNetError(f"{path}: not a CIFAR batch (holds a {type(raw).__name__}, not a dict)")
+        raise DataError(f"{path}: not a CIFAR batch (holds a {type(raw).__name__}, not a dict)")
     # Keys are bytes in the Python 2 pickles; accept str too (re-packed copies).
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
@@ -84,7 +84,7 @@ def _unpickle(path: Path) -> dict:
 def _images(batch: dict, path: Path) -> np.ndarray:
     data = np.asarray(batch.get("data"), dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:
-        raise AlexNetError(f"{path}: expected 'data' of shape (N, 3072), found {data.shape}")
+        raise DataError(f"{path}: expected 'data' of shape (N, 3072), found {data.shape}")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major.
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
@@ -99,14 +99,14 @@ def read_cifar(path: str | Path) -> CifarArrays:
     try:
         return _read(path)
     except KeyError as e:
-        raise AlexNetError(f"{path}: a CIFAR file lacks the key {e}; is this an original python-version CIFAR folder?") from None
+        raise DataError(f"{path}: a CIFAR file lacks the key {e}; is this an original python-version CIFAR folder?") from None
 
 
 def _read(path: Path) -> CifarArrays:
     if (path / "test_batch").is_file():  # CIFAR-10
         batches = [path / b for b in CIFAR10_TRAIN if (path / b).is_file()]
         if not batches:
-            raise AlexNetError(f"{path}: has test_batch but no data_batch_1..5")
+            raise DataError(f"{path}: has test_batch but no data_batch_1..5")
         train = [_unpickle(b) for b in batches]
         test = _unpickle(path / "test_batch")
         names = _names(_unpickle(path / "batches.meta"), "label_names") if (path / "batches.meta").is_file() \

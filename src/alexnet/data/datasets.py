@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
-from ..errors import AlexNetError
+from ..errors import DataError
 from .cifar import NAMED_CIFAR, fetch_cifar, is_cifar_dir, read_cifar
 from .classnames import display_names
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, is_image_file, load_rgb
@@ -28,10 +28,6 @@ from .transforms import Preprocess
 # seed, so that every run (and `evaluate`) sees the same held-out images.
 SPLIT_SEED = 0
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train, val, test of scikit-learn's 1,797 digits
-
-
-class DataError(AlexNetError):
-    """A data source that cannot be used; the message says what is wrong and how to fix it."""
 
 
 @dataclass

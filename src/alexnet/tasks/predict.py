@@ -51,7 +51,9 @@ class Predictor:
             return cls.from_classifier(path, device)
         ckpt = checkpoint.load(path)
         model = model_from_checkpoint(ckpt).to(device).eval()
-        return cls(model, list(ckpt["class_names"]), Preprocess.from_dict(ckpt["preprocess"]), device,
+        # Readable names where the classes are ids (ImageNet wnid folders: "tabby", not n02123045).
+        names = ckpt.get("display_names") or ckpt["class_names"]
+        return cls(model, list(names), Preprocess.from_dict(ckpt["preprocess"]), device,
                    description=f"{path} ({ckpt.get('arch', '?')})")
 
     @classmethod
