@@ -68,6 +68,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .engine.config import TrainConfig, apply_recipe, from_namespace
+    from .engine.train import RunInterrupted, fit
+
+    cfg, explicit = from_namespace(TrainConfig, args)
+    if not cfg.weights and not cfg.resume:
+        raise AlexNetError("finetune needs --weights: 'torchvision', a checkpoint, a .pth or a .safetensors file")
+    if cfg.recipe is None and not cfg.resume:  # the fine-tuning defaults, under whatever the user set
+        cfg = replace(cfg, recipe="finetune")
+    try:
+        fit(apply_recipe(cfg, explicit), explicit)
+    except RunInterrupted:
+        return 130
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .tasks.evaluate import evaluate_checkpoint, evaluate_pretrained
@@ -258,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune pretrained weights on your classes",
+        description="Train from --weights (torchvision's ImageNet weights, a checkpoint, a .pth or .safetensors "
+        "file): fc8 is replaced for the data's classes, the weights' preprocessing is kept, and the defaults are "
+        "lr 0.001 with the pretrained layers at 0.1 x that (--backbone-lr-scale). --freeze keeps layers fixed; "
+        "--unfreeze-schedule fc8:3,fc7:3,fc6:3,conv5:3 trains the last layer first, then unfreezes one more layer "
+        "down each round. Everything else is `alexnet train`: the run folder, logging, --resume, torchrun.",
+    )
+    add_arguments(p, TrainConfig)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
         "evaluate",

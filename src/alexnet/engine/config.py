@@ -38,6 +38,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lighting": 0.1,  # fancy PCA, alpha ~ N(0, 0.1)
         "normalize": "paper",  # "subtracting the mean activity over the training set from each pixel", 0-255
     },
+    # What `alexnet finetune` starts from: a small learning rate, ten times smaller again for
+    # the pretrained layers than for the new fc8.
+    "finetune": {
+        "lr": 0.001,
+        "backbone_lr_scale": 0.1,
+    },
 }
 
 # What `--resume` may change: where the data lives, how long to go on, how to run.
@@ -101,12 +107,19 @@ class TrainConfig:
     compile: bool = _opt("torch.compile the model", default=False, group="speed")
     sync_bn: bool = _opt("SyncBatchNorm across processes under torchrun (alexnet_bn)", default=False, group="speed")
 
+    weights: str | None = _opt("start from these weights: 'torchvision' (ImageNet), a checkpoint of this project, a .pth state dict or a .safetensors file; fc8 is replaced when the data's classes differ, and the weights' own preprocessing (mean/std) is kept", default=None, group="fine-tuning")
+    freeze: str | None = _opt("layers that never train: conv1..conv5, fc6, fc7, fc8, 'features' (conv1-conv5), 'classifier' (fc6-fc8), ranges like conv1-conv4, comma-separated", default=None, group="fine-tuning")
+    unfreeze_schedule: str | None = _opt("layer-wise fine-tuning, LAYERS:EPOCHS,...: e.g. fc8:3,fc7:3,fc6:3,conv5:3 trains fc8 alone for 3 epochs, then fc8 and fc7 for 3, and so on; --epochs defaults to the sum, and the last round goes on past it", default=None, group="fine-tuning")
+    backbone_lr_scale: float = _opt("learning rate of every layer but fc8, as a fraction of --lr (finetune: 0.1)", default=1.0, group="fine-tuning")
+
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "log_every", "step_epochs", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("need --lr > 0, --weight-decay >= 0 and 0 <= --momentum < 1")
+        if not 0 < self.backbone_lr_scale:
+            raise ConfigError(f"--backbone-lr-scale must be positive, got {self.backbone_lr_scale}")
         if self.max_image_pixels < 1:
             raise ConfigError(f"--max-image-pixels must be at least 1, got {self.max_image_pixels}")
         for name in ("workers", "save_every_steps", "early_stop", "stats_images", "lighting", "warmup_epochs", "label_smoothing"):

@@ -11,17 +11,33 @@ from torch import nn
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool) -> list[dict]:
-    """One group, or two when biases and norm-layer parameters are exempt from weight decay."""
-    if not no_decay_bias_norm:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool,
+                 backbone_lr_scale: float = 1.0, head: tuple[str, ...] = ("fc8",)) -> list[dict]:
+    """One group; two when biases and norm-layer parameters are exempt from weight decay;
+    and, with ``backbone_lr_scale`` != 1, each split again into the ``head`` layers (full
+    learning rate) and the rest (``lr_scale``: the schedule's lr times the scale).
+
+    Every parameter is in a group, also one frozen now (``requires_grad`` False): it has no
+    gradient, so the optimizer leaves it alone until a fine-tuning round unfreezes it.
+    """
     norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    decay, exempt = [], []
-    for module in model.modules():
+    split_head = backbone_lr_scale != 1.0
+    groups: dict[tuple[bool, bool], list] = {}
+    for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
-            if p.requires_grad:
-                (exempt if name == "bias" or isinstance(module, norm_types) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+            exempt = no_decay_bias_norm and (name == "bias" or isinstance(module, norm_types))
+            in_head = split_head and module_name.split(".")[0] in head
+            groups.setdefault((in_head, exempt), []).append(p)
+    if not no_decay_bias_norm and not split_head:
+        return [{"params": groups[(False, False)], "weight_decay": weight_decay}]
+    out = []
+    for in_head in ((False, True) if split_head else (False,)):
+        for exempt in ((False, True) if no_decay_bias_norm else (False,)):
+            group = {"params": groups.get((in_head, exempt), []), "weight_decay": 0.0 if exempt else weight_decay}
+            if split_head:
+                group["lr_scale"] = 1.0 if in_head else backbone_lr_scale
+            out.append(group)
+    return out
 
 
 class PaperSGD(torch.optim.Optimizer):
@@ -67,8 +83,9 @@ class PaperSGD(torch.optim.Optimizer):
 def build_optimizer(
     model: nn.Module, lr: float, momentum: float, weight_decay: float, *,
     paper_momentum: bool = False, no_decay_bias_norm: bool = False, device: torch.device | None = None,
+    backbone_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    groups = param_groups(model, weight_decay, no_decay_bias_norm)
+    groups = param_groups(model, weight_decay, no_decay_bias_norm, backbone_lr_scale)
     if paper_momentum:
         return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     # One fused kernel for all parameters on CUDA; the multi-tensor path elsewhere.
@@ -149,7 +166,7 @@ class Schedule:
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         lr = self.lr(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # fine-tuning: pretrained layers slower
 
     def state_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k in ("scale", "best_error", "bad_epochs", "reductions")}

@@ -24,9 +24,9 @@ from ..data.datasets import SPLIT_SEED, Splits
 from ..data.loading import EpochBatchSampler, collate
 from ..data.transforms import Preprocess
 from ..errors import AlexNetError
-from ..models import AlexNet, get_model, model_info, parse_model_options
+from ..models import AlexNet, AlexNetConfig, get_model, list_models, model_info, parse_model_options
 from ..models.weights import load_state_dict
-from . import distributed, pipeline
+from . import distributed, finetune, pipeline
 from .config import ConfigError, TrainConfig
 from .logging import RunLogger
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
@@ -93,6 +93,8 @@ def fit(cfg: TrainConfig, explicit: set[str] | None = None, log=print) -> Path:
     """Train as ``cfg`` says; returns the run folder. ``explicit``: the fields the user set
     (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config)."""
     cfg, ckpt = resolve_config(cfg, set(explicit or ()))
+    if cfg.unfreeze_schedule and ckpt is None and "epochs" not in set(explicit or ()):
+        cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
     d = distributed.setup(cfg.device)
     try:
         run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None))
@@ -125,6 +127,7 @@ class Run:
     logger: RunLogger
     log: Any
     skips: pipeline.SkipReport
+    plan: finetune.Plan
 
     def save(self, name: str) -> None:
         """Write checkpoints/<name> with everything needed to resume exactly (rank 0 writes;
@@ -151,7 +154,17 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     """Data, model, optimizer and state, fresh or from the checkpoint being resumed."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
-    image_size = cfg.image_size or model_info(cfg.arch).image_size
+    plan = finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule)
+    pretrained = None
+    if cfg.weights and ckpt is None:
+        from ..models.pretrained import load_pretrained
+
+        if cfg.model_option:
+            raise ConfigError("--model-option shapes a new network; pretrained weights come with theirs")
+        pretrained = load_pretrained(cfg.weights)
+        if pretrained.arch in list_models():
+            cfg = replace(cfg, arch=pretrained.arch)
+    image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
     device = d.device
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
@@ -162,7 +175,21 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = get_model(cfg.arch, num_classes=len(splits.class_names), **options)
+    if pretrained is not None:
+        model = pretrained.model.train()
+        if list(pretrained.class_names) != list(splits.class_names):
+            model.reset_classifier(len(splits.class_names))  # a new fc8 for the data's classes
+            log(f"weights: {pretrained.description}; fc8 replaced for {len(splits.class_names)} classes")
+        else:
+            log(f"weights: {pretrained.description}; its classes are the data's, fc8 kept")
+        if cfg.dropout is not None:
+            for m in model.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = cfg.dropout
+    elif ckpt is not None and cfg.weights:  # a fine-tuning run: the network it was saved with
+        model = AlexNet(AlexNetConfig(**ckpt["model_config"]))
+    else:
+        model = get_model(cfg.arch, num_classes=len(splits.class_names), **options)
     if image_size < model.min_input_size:
         raise ConfigError(f"--image-size {image_size} is below {cfg.arch}'s minimum of {model.min_input_size}")
     out = prepare_run_dir(cfg, d)
@@ -174,15 +201,22 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
 
-    caches = pipeline.open_caches(cfg, splits, splits.preprocess.resize, d, log)
+    base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
+    if pretrained is not None:  # the input scale the weights were trained for, at this run's size
+        p = pretrained.preprocess
+        sized = p if p.crop == image_size else replace(Preprocess.for_size(image_size), mean=p.mean, std=p.std,
+                                                       normalize=p.normalize, mean_image=p.mean_image)
+        base = replace(sized, lighting=cfg.lighting, flip=splits.preprocess.flip)
+    caches = pipeline.open_caches(cfg, splits, base.resize, d, log)
     if ckpt is not None:
         preprocess = Preprocess.from_dict(ckpt["preprocess"])
         if list(ckpt["class_names"]) != list(splits.class_names):
             raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
         _validate_resume(ckpt, model, out)
         load_state_dict(model, ckpt["model"], "checkpoint weights")
+    elif pretrained is not None:
+        preprocess = base
     else:
-        base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
         preprocess = dataset_stats(cfg, splits, base, out, d, log, caches)
     model.to(device)
     if cfg.channels_last:
@@ -191,14 +225,14 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         if device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net: nn.Module = model
-    if d.active:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    finetune.set_trainable(model, plan.trainable(progress_epoch(ckpt) + 1))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"--freeze {cfg.freeze} leaves no layer to train")
+    net = _wrap(model, cfg, d)
 
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
-                                no_decay_bias_norm=not cfg.decay_bias_norm, device=device)
+                                no_decay_bias_norm=not cfg.decay_bias_norm, device=device,
+                                backbone_lr_scale=cfg.backbone_lr_scale)
     try:
         sampler = EpochBatchSampler(pipeline.train_size(splits, caches), cfg.batch_size, cfg.seed, d.world, d.rank)
     except ValueError as e:
@@ -240,7 +274,21 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
     knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm)
     return Run(cfg, d, out, splits, preprocess, model, net, optimizer, schedule, scaler, knobs, sampler, loader,
-               val_loader, progress, totals, logger, log, pipeline.SkipReport(log))
+               val_loader, progress, totals, logger, log, pipeline.SkipReport(log), plan)
+
+
+def progress_epoch(ckpt: dict[str, Any] | None) -> int:
+    return ckpt["epoch"] if ckpt is not None else 0
+
+
+def _wrap(model: AlexNet, cfg: TrainConfig, d: distributed.Dist) -> nn.Module:
+    """What training calls: the model, under DDP and torch.compile when asked. DDP takes the
+    parameters that train at the time it is made, so a fine-tuning round that unfreezes
+    layers wraps the model again."""
+    net: nn.Module = model
+    if d.active:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    return torch.compile(net) if cfg.compile else net
 
 
 def _train(run: Run) -> None:
@@ -273,6 +321,12 @@ def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen:
     cfg, d, pos = run.cfg, run.d, run.progress.position
     steps = run.sampler.batches_per_epoch
     run.sampler.set_epoch(epoch, pos.step_in_epoch)
+    if run.plan.rounds or run.plan.frozen:
+        layers = run.plan.trainable(epoch)
+        if finetune.set_trainable(run.model, layers):
+            run.net = _wrap(run.model, cfg, d)
+        if epoch == 1 or run.plan.trainable(epoch - 1) != layers or pos.step_in_epoch:
+            run.log(f"epoch {epoch}: training {', '.join(n for n in finetune.LAYERS if n in layers)}")
     bar = run.logger.progress(steps, epoch, cfg.epochs, initial=pos.step_in_epoch)
 
     def after_step(loss: torch.Tensor) -> bool:
@@ -282,7 +336,7 @@ def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen:
             rate = (totals.seen - start_seen) * d.world / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{totals.loss_sum.item() / totals.seen:.4f}",
                             acc=f"{totals.correct.item() / totals.seen:.2%}", img_s=f"{rate:.0f}")
-            run.logger.step(pos.global_step, loss.item(), run.optimizer.param_groups[0]["lr"], rate)
+            run.logger.step(pos.global_step, loss.item(), _lr(run.optimizer), rate)
         bar.update(1)
         if cfg.save_every_steps and pos.global_step % cfg.save_every_steps == 0 and pos.step_in_epoch < steps:
             _check_finite(totals, epoch, pos.step_in_epoch, run.out)
@@ -307,7 +361,7 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
                                                      torch.tensor(float(run.totals.seen)))
     # Not through DDP: its forward may talk to other ranks, and val shards can differ by one batch.
     val = evaluate(run.model if d.active else run.net, run.val_loader, d.device, run.knobs, d)
-    lr = run.optimizer.param_groups[0]["lr"]
+    lr = _lr(run.optimizer)
     reduced = run.schedule.epoch_end(1.0 - val.top1)
     row = {
         "epoch": epoch, "train_loss": loss_sum.item() / seen.item(), "train_top1": correct.item() / seen.item(),
@@ -336,6 +390,11 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
         run.log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
         return True
     return False
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    """The schedule's learning rate: the largest group's (the head's, when fine-tuning)."""
+    return max(group["lr"] for group in optimizer.param_groups)
 
 
 def _check_finite(totals: Totals, epoch: int, step: int, out: Path) -> None:

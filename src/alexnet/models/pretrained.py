@@ -48,6 +48,7 @@ class Pretrained:
     preprocess: Preprocess
     description: str  # one line for the user: what was loaded, from where
     spec: str  # "torchvision" or an absolute path: what to pass to load_pretrained again
+    arch: str = "?"  # the registered variant, where known
 
     def __iter__(self) -> Iterator[Any]:  # model, class_names, preprocess, description = load_pretrained(w)
         return iter((self.model, self.class_names, self.preprocess, self.description))
@@ -100,7 +101,8 @@ def _from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> Pretrained:
     model = model_from_checkpoint(ckpt).eval()
     names = list(ckpt["class_names"])
     description = f"{path} ({ckpt.get('arch', '?')}, {len(names)} classes)"
-    return Pretrained(model, names, Preprocess.from_dict(ckpt["preprocess"]), description, str(path.resolve()))
+    return Pretrained(model, names, Preprocess.from_dict(ckpt["preprocess"]), description, str(path.resolve()),
+                      ckpt.get("arch", "?"))
 
 
 def _from_state_dict(path: Path, state: Mapping[str, Any]) -> Pretrained:
@@ -116,7 +118,7 @@ def _from_state_dict(path: Path, state: Mapping[str, Any]) -> Pretrained:
     else:
         names, what = [str(i) for i in range(num_classes)], f"{num_classes} unnamed classes"
         preprocess = Preprocess.for_size(model_info(arch).image_size)
-    return Pretrained(model.eval(), names, preprocess, f"{path} ({arch} state dict, {what})", str(path.resolve()))
+    return Pretrained(model.eval(), names, preprocess, f"{path} ({arch} state dict, {what})", str(path.resolve()), arch)
 
 
 def infer_arch(state: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
@@ -158,7 +160,8 @@ def _from_torchvision() -> Pretrained:
     load_state_dict(model, state, str(where))
     acc = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     description = f"torchvision ImageNet weights (IMAGENET1K_V1, top-1 {acc}%) from {where}"
-    return Pretrained(model.eval(), list(weights.meta["categories"]), imagenet_preprocess(), description, TORCHVISION)
+    return Pretrained(model.eval(), list(weights.meta["categories"]), imagenet_preprocess(), description, TORCHVISION,
+                      "alexnet")
 
 
 def _download(weights) -> Mapping[str, torch.Tensor]:
