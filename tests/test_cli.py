@@ -9,7 +9,7 @@ import pytest
 
 from alexnet.cli import build_parser, main
 
-SUBCOMMANDS = ["models", "summary", "train", "finetune", "evaluate", "predict", "features", "neighbors", "plot", "prepare"]
+SUBCOMMANDS = ["models", "summary", "train", "finetune", "evaluate", "predict", "features", "neighbors", "bench", "plot", "prepare"]
 
 
 def test_subcommands_are_all_tested():

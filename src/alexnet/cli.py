@@ -196,6 +196,26 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .tasks.bench import bench_arch, format_table, header_line
+
+    device = resolve_device(args.device)
+    timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": args.rounds, "min_seconds": 1.0}
+    print(f"alexnet bench on {device}: {header_line(device)}", flush=True)
+    results = []
+    for arch in args.arch:
+        print(f"  measuring {arch} ...", flush=True)
+        results.append(bench_arch(arch, device, args.batch_size, args.image_size, **timing))
+    print(format_table(results))
+    if args.json:
+        report = {"device": str(device), "host": header_line(device), "results": [r.to_dict() for r in results]}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.json}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .tasks.plot import draw_curves, read_metrics
 
@@ -384,6 +404,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
     p.set_defaults(func=cmd_neighbors)
+
+    p = sub.add_parser(
+        "bench",
+        help="images/s of training and inference on this machine: plain eager vs the best settings",
+        description="Measure the model alone (synthetic batches already on the device, no data loading): "
+        "images/s of a training step (forward, backward, SGD step) and of inference, for plain eager fp32 "
+        "PyTorch and for this project's best settings on the device (CPU: channels_last for training, ONNX "
+        "Runtime for inference when onnxruntime is installed; CUDA: bf16 autocast, channels_last, "
+        "torch.compile, fused SGD). The two are timed interleaved in one process after warm-up; the figures "
+        "are medians over rounds and the ratio is the median of the per-round ratios best/eager.",
+    )
+    p.add_argument("--arch", nargs="+", default=["alexnet", "alexnet_cifar"], choices=list_models(), metavar="NAME",
+                   help="variants to measure (default: alexnet alexnet_cifar); " + _models_help())
+    p.add_argument("--batch-size", type=_at_least(1), help="(default: 32, or 256 for variants of 64 px or less)")
+    p.add_argument("--image-size", type=_at_least(1), help="input side in pixels (default: the variant's own)")
+    p.add_argument("--rounds", type=_at_least(1), default=5, help="timed rounds of each measurement (default: 5)")
+    p.add_argument("--quick", action="store_true", help="2 rounds of single steps: a smoke test, not a measurement")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default: auto)")
+    p.add_argument("--json", metavar="FILE", help="also write every figure, per round, to FILE as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "plot",

@@ -1,0 +1,159 @@
+"""`alexnet bench` and the inference fast path: structure and correctness, never timing."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from alexnet import get_model, list_models
+from alexnet.models import model_info
+from alexnet.cli import main
+from alexnet.engine import inference
+from alexnet.engine.inference import optimize_for_inference
+from alexnet.tasks.bench import interleave
+
+try:
+    import onnxruntime  # noqa: F401
+
+    HAS_ONNXRUNTIME = True
+except ImportError:  # the fast path is optional: without it the eager fallback is checked
+    HAS_ONNXRUNTIME = False
+
+
+def eager_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def test_bench_quick_cli_prints_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--device", "cpu", "--arch", "alexnet_cifar", "--batch-size", "2", "--json", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "threads" in text.splitlines()[0]
+    header = next(line for line in text.splitlines() if line.startswith("arch"))
+    for column in ("batch", "size", "pass", "eager img/s", "best img/s", "ratio", "best"):
+        assert column in header
+    train = next(line for line in text.splitlines() if line.startswith("alexnet_cifar"))
+    assert train.split()[1:4] == ["2", "32", "train"] and "channels_last" in train
+    assert any(line.split()[:1] == ["infer"] for line in text.splitlines())
+
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu"
+    (r,) = report["results"]
+    assert (r["arch"], r["batch_size"], r["image_size"], r["num_classes"], r["rounds"]) == ("alexnet_cifar", 2, 32, 10, 2)
+    assert r["threads"] == torch.get_num_threads()
+    assert r["infer_backend"] in inference.BACKENDS
+    for kind in ("train", "infer"):
+        p = r[kind]
+        assert p["baseline_img_per_s"] > 0 and p["best_img_per_s"] > 0 and p["ratio"] > 0
+        assert len(p["per_round_img_per_s"]["baseline"]) == len(p["per_round_img_per_s"]["best"]) == 2
+
+
+def test_bench_rejects_an_image_below_the_minimum(capsys):
+    assert main(["bench", "--quick", "--device", "cpu", "--arch", "alexnet_cifar", "--image-size", "8"]) == 1
+    assert "minimum" in capsys.readouterr().err
+
+
+def test_interleave_alternates_order_and_counts_rounds():
+    order = []
+    timings = interleave({"a": lambda n: order.append("a"), "b": lambda n: order.append("b")}, rounds=3, min_seconds=0)
+    assert order == ["a", "a", "b", "b"] + ["a", "b", "b", "a", "a", "b"]  # 2 warm-ups each, then A B, B A, A B
+    assert all(len(t.per_round_s) == 3 and len(t.warmup_s) == 2 for t in timings.values())
+
+
+@pytest.mark.parametrize(
+    "arch, options, size",
+    [
+        ("alexnet_cifar", {}, 32),
+        # the paper's net with LRN, groups and cuda-convnet's rounded conv1; small fc layers keep it quick
+        ("alexnet2012", {"hidden": 64}, 224),
+    ],
+)
+def test_optimized_inference_gives_the_eager_logits(arch, options, size):
+    model = get_model(arch, num_classes=10, **options)
+    x = torch.randn(5, 3, size, size)
+    expected = eager_logits(model, x)
+    fn = optimize_for_inference(model, "cpu", (2, 3, size, size))
+    if HAS_ONNXRUNTIME:
+        assert fn.backend == "onnxruntime", fn.notes
+    torch.testing.assert_close(fn(x), expected, rtol=1e-4, atol=1e-5)  # another batch size than the example
+    # another image size takes the eager path, with the same answer
+    y = torch.randn(3, 3, size + 8, size + 8)
+    torch.testing.assert_close(fn(y), eager_logits(model, y), rtol=1e-4, atol=1e-5)
+
+
+def test_a_fast_path_that_fails_to_build_falls_back_to_eager(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no such thing here")
+
+    monkeypatch.setattr(inference, "_onnxruntime", broken)
+    model = get_model("alexnet_cifar")
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(UserWarning, match="no such thing here"):
+        fn = optimize_for_inference(model, "cpu", (2, 3, 32, 32))
+    assert fn.backend == "eager" and "no such thing here" in fn.notes[0]
+    torch.testing.assert_close(fn(x), eager_logits(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_fast_path_with_wrong_logits_is_refused(monkeypatch):
+    model = get_model("alexnet_cifar")
+    monkeypatch.setattr(inference, "_onnxruntime", lambda *args: (lambda x: eager_logits(model, x) + 0.01))
+    with pytest.warns(UserWarning, match="differ from eager"):
+        fn = optimize_for_inference(model, "cpu", (2, 3, 32, 32))
+    assert fn.backend == "eager"
+
+
+def test_a_fast_path_that_fails_at_run_time_hands_over_to_eager(monkeypatch):
+    model = get_model("alexnet_cifar")
+    calls = []
+
+    def flaky(model, device, example, amp):
+        def run(x):
+            calls.append(len(x))
+            if len(calls) > 2:  # after the two checks optimize_for_inference makes
+                raise RuntimeError("lost the session")
+            return eager_logits(model, x)
+
+        return run
+
+    monkeypatch.setattr(inference, "_onnxruntime", flaky)
+    fn = optimize_for_inference(model, "cpu", (2, 3, 32, 32))
+    assert fn.backend == "onnxruntime"
+    x = torch.randn(4, 3, 32, 32)
+    with pytest.warns(UserWarning, match="lost the session"):
+        out = fn(x)
+    assert fn.backend == "eager"
+    torch.testing.assert_close(out, eager_logits(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="backend"):
+        optimize_for_inference(get_model("alexnet_cifar"), "cpu", (1, 3, 32, 32), backend="tensorrt")
+
+
+@pytest.mark.slow
+def test_compiled_inference_gives_the_eager_logits():
+    model = get_model("alexnet_cifar")
+    x = torch.randn(4, 3, 32, 32)
+    expected = eager_logits(model, x)
+    fn = optimize_for_inference(model, "cpu", (4, 3, 32, 32), backend="compile")
+    assert fn.backend == "compile", fn.notes
+    torch.testing.assert_close(fn(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list_models())
+def test_every_variant_takes_the_fast_path_at_its_own_size(arch):
+    size = model_info(arch).image_size
+    model = get_model(arch, num_classes=1000)
+    x = torch.randn(3, 3, size, size)
+    expected = eager_logits(model, x)
+    fn = optimize_for_inference(model, "cpu", (2, 3, size, size))
+    if HAS_ONNXRUNTIME:
+        assert fn.backend == "onnxruntime", fn.notes
+    torch.testing.assert_close(fn(x), expected, rtol=1e-4, atol=1e-5)
