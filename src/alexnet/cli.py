@@ -102,9 +102,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  loss   {r.loss:.4f}")
     print(f"  top-1  accuracy {r.top1:.2%}  error {1 - r.top1:.2%}")
     print(f"  top-5  accuracy {r.top5:.2%}  error {1 - r.top5:.2%}")
+    if r.skipped:
+        print(f"  ({r.skipped} unreadable images skipped)")
+    print(f"  (ran with {ev.backend})")
     if args.json:
         report = {("weights" if args.weights else "checkpoint"): source, "data": ev.data, "split": ev.split,
-                  "views": ev.views, **r.as_dict()}
+                  "views": ev.views, "backend": ev.backend, **r.as_dict()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")

@@ -153,7 +153,8 @@ def evaluate(
     views, as in the paper. Under torchrun each rank scores its shard and the sums are
     added across ranks.
     """
-    model.eval()
+    if isinstance(model, nn.Module):  # else an inference function (engine/inference.py)
+        model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     c1 = torch.zeros((), device=device, dtype=torch.float64)
     c5 = torch.zeros((), device=device, dtype=torch.float64)

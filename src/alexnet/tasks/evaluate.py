@@ -11,6 +11,7 @@ from .. import checkpoint
 from ..data import DataError, Preprocess, open_source
 from ..data.loading import Transformed, eval_loader
 from ..data.transforms import eval_transform, ten_crop_transform
+from ..engine.inference import optimize_for_inference
 from ..engine.loop import EvalResult, evaluate
 from ..models import model_from_checkpoint
 from ..models.pretrained import load_pretrained
@@ -22,6 +23,7 @@ class CheckpointEval:
     split: str
     data: str
     views: str  # "centre crop" or "ten-crop"
+    backend: str = "eager"  # how the network ran: onnxruntime, compile or eager (engine/inference.py)
 
 
 def evaluate_checkpoint(
@@ -86,7 +88,10 @@ def _evaluate(model, preprocess: Preprocess, splits, data: str, device: torch.de
     loader = eval_loader(Transformed(splits.get(split), transform),
                          max(1, batch_size // 10) if ten_crop else batch_size, workers, device.type == "cuda")
     views = "ten-crop" if ten_crop else "centre crop"
-    return CheckpointEval(evaluate(model.to(device), loader, device), split, data, views)
+    # The fastest checked inference path for the device (ONNX Runtime on the CPU: see
+    # engine/inference.py); it falls back to eager PyTorch by itself.
+    net = optimize_for_inference(model, device, (min(batch_size, 64), 3, preprocess.crop, preprocess.crop))
+    return CheckpointEval(evaluate(net, loader, device), split, data, views, net.backend)
 
 
 def _short(names: list[str], n: int = 5) -> str:

@@ -20,10 +20,13 @@ from PIL import UnidentifiedImageError
 from .. import checkpoint
 from ..data.images import is_image_file, load_rgb
 from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
+from ..engine.inference import optimize_for_inference
 from ..errors import AlexNetError
 from ..models import model_from_checkpoint
 from ..models.pretrained import load_pretrained
 from . import classifier as clf
+
+FAST_PATH_IMAGES = 64  # from this many images on, predict uses engine/inference.py's fastest path
 
 
 @dataclass
@@ -87,12 +90,16 @@ class Predictor:
             batch_size = max(1, batch_size // 10)  # ten views per image: the same memory per batch
         k = min(top_k, len(self.class_names))
         results: dict[int, Prediction] = {}
+        model = self.model
+        if len(paths) >= FAST_PATH_IMAGES:  # building the fast path costs seconds: worth it for many images
+            size = self.preprocess.crop
+            model = optimize_for_inference(self.model, self.device, (batch_size * (10 if ten_crop else 1), 3, size, size))
         batch: list[tuple[int, torch.Tensor]] = []
 
         def flush() -> None:
             x = torch.stack([t for _, t in batch]).to(self.device)
             views = x.shape[1] if x.ndim == 5 else 1  # (B, 10, 3, H, W) with ten_crop
-            out = self.model(x.flatten(0, 1) if views > 1 else x).float()
+            out = model(x.flatten(0, 1) if views > 1 else x).float()
             if self.outputs == "probability":
                 out = out.softmax(dim=1)
             out = out.view(len(batch), views, -1).mean(dim=1).cpu()
