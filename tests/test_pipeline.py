@@ -317,3 +317,17 @@ def test_train_with_cache_resumes_exactly(tmp_path):
 def test_cache_refuses_data_used_whole(tmp_path, capsys):
     assert _train("digits", tmp_path / "run", "--cache") == 1
     assert "nothing to gain; drop --cache" in capsys.readouterr().err
+
+
+def test_worker_batches_survive_the_shared_ring(tmp_path):
+    """Workers reuse a ring of shared blocks for finished batches: each batch, as the loop
+    sees it, must still be the batch the single-process path makes (no block overwritten
+    before its batch was handed on), over many more batches than the ring holds."""
+    images = np.random.default_rng(1).integers(0, 256, (48, 37, 37, 3), dtype=np.uint8)
+    cache = cache_split(ArrayImages(images, [i % 3 for i in range(48)]), 37, "arrays")
+    sampler = EpochBatchSampler(48, 2, seed=0)
+    sampler.set_epoch(1)
+    kw = dict(train=True, device=torch.device("cpu"))
+    seen = [b.images.clone() for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=2, **kw)]
+    plain = [b.images for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=0, **kw)]
+    assert len(seen) == 24 and all(torch.equal(a, b) for a, b in zip(seen, plain))

@@ -14,6 +14,7 @@ its own seed (``loading.sample_seed``), so resume and DDP stay exact here as wel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -58,7 +59,14 @@ class Crops:
         return Crops(*(t.to(device, non_blocking=True) for t in (self.top, self.left, self.flip, self.alpha)))
 
 
-def cut_slices(images: np.ndarray, index: list[int], crops: Crops, crop: int) -> torch.Tensor:
+def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty CPU tensor in shared memory, allocated there (as the DataLoader's own collate
+    does) rather than copied there, so that handing it to the main process copies nothing."""
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(math.prod(shape), device="cpu")
+    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
+def cut_slices(images: np.ndarray, index: list[int], crops: Crops, crop: int, shared: bool = False) -> torch.Tensor:
     """``(B, crop, crop, 3)`` uint8 copied out of ``images`` ``(N, S, S, 3)`` one slice per sample:
     a memory-mapped cache is read only where the crops are.
 
@@ -67,11 +75,8 @@ def cut_slices(images: np.ndarray, index: list[int], crops: Crops, crop: int) ->
     DataLoader workers. Pixels are viewed as single 3-byte items so a mirrored row is one
     reversed-stride copy.
     """
-    out = torch.empty((len(index), crop, crop, 3), dtype=torch.uint8)
-    if torch.utils.data.get_worker_info() is not None:
-        # In a DataLoader worker: written straight into shared memory, so sending the batch
-        # to the main process does not copy it once more.
-        out.share_memory_()
+    shape = (len(index), crop, crop, 3)
+    out = shared_empty(shape, torch.uint8) if shared else torch.empty(shape, dtype=torch.uint8)
     rgb = np.dtype((np.void, 3))
     src, dst = images.view(rgb)[..., 0], out.numpy().view(rgb)[..., 0]  # (N, S, S), (B, crop, crop)
     for k, i in enumerate(index):
@@ -104,7 +109,8 @@ class Finish:
         self.mean_image255 = None if p.mean_image is None else \
             (p.mean_image.to(device) * 255).permute(1, 2, 0).contiguous()
 
-    def __call__(self, crops_u8: torch.Tensor, crops: Crops) -> torch.Tensor:
+    def __call__(self, crops_u8: torch.Tensor, crops: Crops, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out``: a ``(B, 3, crop, crop)`` float tensor to write into (NCHW only)."""
         # Subtracted per sample and channel: the mean, less the lighting shift (the same for
         # every pixel of an image, so it can move across the subtraction).
         offset = self.mean255.expand(len(crops_u8), 3)
@@ -115,7 +121,7 @@ class Finish:
             if self.mean_image255 is not None:
                 x.sub_(self._mean_crops(crops) - self.mean255)
             return x.mul_(self.scale).permute(0, 3, 1, 2)
-        x = torch.empty(crops_u8.shape[0], 3, *crops_u8.shape[1:3], device=crops_u8.device)
+        x = out if out is not None else torch.empty(crops_u8.shape[0], 3, *crops_u8.shape[1:3], device=crops_u8.device)
         x.copy_(crops_u8.permute(0, 3, 1, 2)).sub_(offset[:, :, None, None])
         if self.mean_image255 is not None:
             x.sub_((self._mean_crops(crops) - self.mean255).permute(0, 3, 1, 2))
@@ -128,10 +134,21 @@ class Finish:
 
 class _CropBatches(Dataset):
     """Item = one whole batch, given the sampler's list of ``(index, seed)``: uint8 crops (or,
-    with ``finish``, the finished float batch), labels, crops."""
+    with ``finish``, the finished float batch), labels, crops.
 
-    def __init__(self, cache: ImageCache, p: Preprocess, train: bool, finish: Finish | None = None):
-        self.cache, self.p, self.train, self.finish = cache, p, train, finish
+    In a worker, batches go into shared memory. Finished float batches are large, and a fresh
+    shared block costs a page fault per 4 KiB (about as much as finishing the batch), so
+    each worker cycles through a ring of ``ring`` blocks it allocates once. A DataLoader
+    worker is never more than ``prefetch_factor`` batches ahead of what the main process has
+    handed on, so with ``ring = prefetch_factor + 2`` a block is reused only after the batch
+    in it was followed by two more: the loop's batch must not be kept beyond that (the
+    training and evaluation loops keep none).
+    """
+
+    def __init__(self, cache: ImageCache, p: Preprocess, train: bool, finish: Finish | None = None, ring: int = 0):
+        self.cache, self.p, self.train, self.finish, self.ring = cache, p, train, finish, ring
+        self._blocks: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._turn = 0
 
     def __len__(self) -> int:
         return self.cache.n
@@ -139,10 +156,20 @@ class _CropBatches(Dataset):
     def __getitem__(self, batch: list[tuple[int, int]]):
         index = [i for i, _ in batch]
         crops = _crops_for(batch, self.cache.size, self.p, self.train)
-        pixels = cut_slices(self.cache.images, index, crops, self.p.crop)
+        in_worker = torch.utils.data.get_worker_info() is not None
+        pixels = cut_slices(self.cache.images, index, crops, self.p.crop, shared=in_worker and self.finish is None)
         if self.finish is not None:
-            pixels = self.finish(pixels, crops)
+            out = self._block((len(index), 3, self.p.crop, self.p.crop)) if in_worker and self.ring else None
+            pixels = self.finish(pixels, crops, out)
         return pixels, torch.from_numpy(self.cache.labels[index]), crops
+
+    def _block(self, shape: tuple[int, ...]) -> torch.Tensor:
+        blocks = self._blocks.setdefault(shape, [])
+        self._turn += 1
+        if len(blocks) < self.ring:
+            blocks.append(shared_empty(shape, torch.float32))
+            return blocks[-1]
+        return blocks[self._turn % self.ring]
 
 
 def _crops_for(batch: list[tuple[int, int]], square: int, p: Preprocess, train: bool) -> Crops:
@@ -167,7 +194,10 @@ class EvalBatches(Sampler[list]):
 
 
 class CachedLoader:
-    """Finished batches (``loading.Batch`` on ``device``) of a cache, in ``sampler``'s order."""
+    """Finished batches (``loading.Batch`` on ``device``) of a cache, in ``sampler``'s order.
+
+    With workers on the CPU a batch lives in a reused shared block (see ``_CropBatches``):
+    use it, or ``clone()`` it, before drawing two more."""
 
     def __init__(self, cache: ImageCache, p: Preprocess, sampler: Sampler, *, train: bool, device: torch.device,
                  workers: int = 2, channels_last: bool = False, resident: bool = False):
@@ -178,11 +208,13 @@ class CachedLoader:
         self.cache, self.p, self.sampler, self.train, self.device = cache, p, sampler, train, device
         self.workers, self.resident = workers, resident
         self.finish = Finish(p, device, channels_last)
-        # Workers send uint8, a quarter of the bytes of the float batch: moving a batch between
-        # processes costs a fresh shared-memory block, so that is cheaper even on the CPU,
-        # where the main process then finishes it (one pass and two in-place passes).
-        self.finish_in_workers = False
-        self.dataset = _CropBatches(cache, p, train, self.finish if self.finish_in_workers else None)
+        # Training on the CPU: the workers finish the batches too (into shared memory), and
+        # the main process only trains. On a GPU they send uint8, a quarter of the bytes,
+        # and the GPU finishes the batch.
+        self.finish_in_workers = device.type == "cpu" and workers > 0
+        self.prefetch = 4
+        self.dataset = _CropBatches(cache, p, train, self.finish if self.finish_in_workers else None,
+                                    ring=self.prefetch + 2)
         if resident:  # the whole uint8 set in device memory, gathered there
             self.images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
             self.labels = torch.from_numpy(cache.labels).to(device)
@@ -201,7 +233,7 @@ class CachedLoader:
         pin = self.device.type == "cuda"
         loader = DataLoader(self.dataset, sampler=self.sampler, batch_size=None, num_workers=self.workers,
                             pin_memory=pin, generator=torch.Generator(), worker_init_fn=ignore_sigint,
-                            prefetch_factor=4 if self.workers else None)
+                            prefetch_factor=self.prefetch if self.workers else None)
         for pixels, labels, crops in loader:
             if not self.finish_in_workers:
                 pixels = self.finish(pixels.to(self.device, non_blocking=True), crops.to(self.device))
