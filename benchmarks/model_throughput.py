@@ -1,7 +1,7 @@
 """Model throughput: this project's best settings against torchvision's AlexNet in plain eager fp32.
 
     .venv/bin/python benchmarks/model_throughput.py [--device auto|cpu|cuda] [--rounds N] [--quick]
-    .venv/bin/python benchmarks/model_throughput.py --candidates    # every inference path tried on the CPU
+    .venv/bin/python benchmarks/model_throughput.py --candidates    # every setting tried, on the CPU
 
 Images/s of a training step (forward, cross-entropy, backward, SGD step) and of inference
 (forward without autograd) on synthetic batches already on the device:
@@ -31,7 +31,9 @@ import torch
 from alexnet import get_model
 from alexnet.engine.device import resolve_device
 from alexnet.engine.inference import optimize_for_inference
-from alexnet.tasks.bench import bench_arch, dumps, format_table, header_line, interleave
+from alexnet.tasks.bench import (
+    Settings, bench_arch, dumps, engine_train_step, format_table, header_line, interleave, plain_train_step,
+)
 
 SHAPES = {"alexnet": (32, 224), "alexnet_cifar": (256, 32)}
 
@@ -71,7 +73,7 @@ def throughput(device: torch.device, rounds: int, min_seconds: float) -> None:
     print(dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
 
 
-# --- every inference path, side by side (CPU) ------------------------------------------------
+# --- every training setting and inference path, side by side (CPU) ------------------------------
 
 
 def inference_candidates(model: torch.nn.Module, images: torch.Tensor) -> dict[str, Callable[[], Callable]]:
@@ -150,8 +152,40 @@ def _inference_mode(model, x):
         return model(x)
 
 
+def training_candidates(arch: str, images: torch.Tensor, target: torch.Tensor) -> dict[str, Callable[[], Callable]]:
+    """name -> builder of ``step(n)``: the plain loop, and the engine under several settings."""
+
+    def model():
+        torch.manual_seed(0)
+        return get_model(arch, num_classes=10 if arch == "alexnet_cifar" else 1000)
+
+    def engine(**settings):
+        return lambda: engine_train_step(model(), images, target, Settings(**settings))
+
+    return {
+        "plain eager loop (baseline)": lambda: plain_train_step(model(), images, target),
+        "engine, fp32": engine(),
+        "engine, channels_last": engine(channels_last=True),
+        "engine, channels_last + torch.compile": engine(channels_last=True, compile=True),
+    }
+
+
 def candidates(rounds: int, min_seconds: float) -> None:
     print(header_line(torch.device("cpu")))
+    for arch, (batch, size) in SHAPES.items():
+        torch.manual_seed(0)
+        images, target = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        steps = {}
+        for name, build in training_candidates(arch, images, target).items():
+            steps[name] = build()
+        timings = interleave(steps, rounds, min_seconds)
+        base = [batch / s for s in timings["plain eager loop (baseline)"].per_round_s]
+        print(f"\n{arch}, batch {batch}, {size}x{size}, training step, {rounds} rounds")
+        for name, t in timings.items():
+            ips = [batch / s for s in t.per_round_s]
+            ratio = statistics.median(b / a for a, b in zip(base, ips))
+            print(f"  {name:<50} {statistics.median(ips):8.1f} img/s {ratio:5.2f}x  first step {t.warmup_s[0]:5.1f} s")
+
     for arch, (batch, size) in SHAPES.items():
         torch.manual_seed(0)
         model = get_model(arch, num_classes=10 if arch == "alexnet_cifar" else 1000).eval()
@@ -188,7 +222,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default: 7)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of single steps: checks that it runs")
-    parser.add_argument("--candidates", action="store_true", help="time every inference path on the CPU instead")
+    parser.add_argument("--candidates", action="store_true",
+                        help="instead, time every training setting and inference path tried on the CPU")
     args = parser.parse_args()
     rounds, min_seconds = (2, 0.0) if args.quick else (args.rounds, 1.0)
     if args.candidates:

@@ -2,22 +2,24 @@
 
 ``optimize_for_inference(model, device, example_shape)`` returns a callable, batch -> logits:
 
-* CPU: the model exported to ONNX and run by ONNX Runtime (when ``onnxruntime`` is installed).
-  Its convolution kernels (MLAS, with ReLU fused into them) beat oneDNN's on the 2-core
-  AVX2 machine this was measured on: 1.7-2.0x the images/s of eager fp32 PyTorch for
-  ``alexnet`` at 224 px, batch 32 and ``alexnet_cifar`` at 32 px, batch 256, with the
-  same thread count; eager with ``channels_last`` gave 1.2-1.35x, ``torch.compile``
-  (inductor, weights frozen) about 1.25x after a compile of several seconds, and bf16 is
-  emulated on CPUs without bf16 units (see README, "Model throughput").
+* CPU: the model exported to ONNX and run by ONNX Runtime, whose MLAS convolutions (blocked
+  NCHWc layout, ReLU fused in) beat oneDNN's on the 2-core AVX2 machine this was measured
+  on (README, "Model throughput"). It gave 1.85x the images/s of eager fp32
+  PyTorch for ``alexnet`` (224 px, batch 32) and 1.5x for ``alexnet_cifar`` (32 px, batch
+  256), at the same thread count, after a few seconds of export. Also measured there
+  (``benchmarks/model_throughput.py --candidates``): channels_last 1.2x / 1.4x,
+  ``torch.compile`` 1.3x / 1.55x after 30-80 s of compiling (less with a warm cache),
+  frozen TorchScript 1.15x / 1.4x, fx's oneDNN pass 1.1x / 1.0x, bf16 autocast 0.2x (no
+  bf16 units: emulated), ``inference_mode`` instead of ``no_grad`` 1.0x.
 * CUDA: ``channels_last`` + ``torch.compile``; ``amp="bf16"`` adds bf16 autocast (faster,
   but the logits then differ from fp32 by more than rounding).
 * Anywhere else, or when the above cannot be built: eager PyTorch in ``inference_mode``
   (``channels_last`` on CPU and CUDA).
 
-Before a fast path is accepted, it runs one example batch and its logits are compared with
-the eager model's; a path that fails to build, raises, or disagrees is dropped with a
-warning and the next one is tried, down to eager, which always works. The ONNX Runtime
-path holds a *copy* of the weights taken at export: build it again after changing them.
+Before a fast path is accepted, it runs an example batch, and one a sample longer, and its
+logits are compared with the eager model's; a path that fails to build, raises, or disagrees
+is dropped with a warning for eager, which always works. The ONNX Runtime path holds a
+*copy* of the weights taken at export: build it again after changing them.
 """
 
 from __future__ import annotations

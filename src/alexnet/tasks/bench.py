@@ -58,9 +58,11 @@ def best_settings(device: torch.device) -> Settings:
     """The fastest training settings measured for this kind of device.
 
     CUDA: bf16 autocast, channels_last and torch.compile (with the fused SGD that
-    ``build_optimizer`` picks on CUDA). CPU: channels_last in fp32. On the 2-core AVX2
-    machine of the README, bf16 autocast made a training step ~18x slower (no bf16 units)
-    and torch.compile ~15% slower after a compile of about a minute.
+    ``build_optimizer`` picks on CUDA). CPU: channels_last in fp32, which on the 2-core AVX2
+    machine of the README gave 1.14x for ``alexnet_cifar`` (batch 256) and 1.0x for
+    ``alexnet`` (batch 32, 224 px); torch.compile gave 0.85-0.92x there after a first step
+    of 26-79 s, and bf16 autocast, emulated without bf16 units, ~18x slower steps.
+    (``benchmarks/model_throughput.py --candidates``.)
     """
     if device.type == "cuda":
         return Settings(amp="bf16", channels_last=True, compile=True)
