@@ -160,7 +160,7 @@ def training_candidates(arch: str, images: torch.Tensor, target: torch.Tensor) -
         return get_model(arch, num_classes=10 if arch == "alexnet_cifar" else 1000)
 
     def engine(**settings):
-        return lambda: engine_train_step(model(), images, target, Settings(**settings))
+        return lambda: engine_train_step(model(), images, target, Settings(**settings))[0]
 
     return {
         "plain eager loop (baseline)": lambda: plain_train_step(model(), images, target),

@@ -123,8 +123,9 @@ def optimize_for_inference(
             if not error <= bound:  # also catches NaN
                 raise RuntimeError(f"logits differ from eager by {error:.3g} (allowed {bound:.3g})")
     except Exception as e:  # noqa: BLE001 - any failure means: use eager
-        warnings.warn(f"inference: {backend} not used ({e}); using eager PyTorch")
-        fn.notes.append(f"{backend}: {e}")
+        reason = (str(e).splitlines() or [repr(e)])[0]  # the exporter's messages run to pages
+        warnings.warn(f"inference: {backend} not used ({reason}); using eager PyTorch")
+        fn.notes.append(f"{backend}: {reason}")
         return fn
     fn._fast, fn.backend = fast, backend
     return fn
@@ -175,11 +176,13 @@ def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor, 
 
 @contextlib.contextmanager
 def _fixed_adaptive_pools(model: nn.Module, example: torch.Tensor):
-    """Swap each AdaptiveAvgPool2d for the fixed pool it amounts to at the example's size.
+    """Swap each AdaptiveAvgPool2d for the fixed op it amounts to at the example's size.
 
     The exporter needs the input size of an adaptive pool, and loses it when a shape is
-    computed in forward (``CeilConv2d``'s padding): at the variant's own size pool5 is
-    already 6x6 and the pool is the identity. The swap is undone on leaving.
+    computed in forward (``CeilConv2d``'s padding); it cannot export sizes that do not
+    divide (pool5 of 1x1 or 7x7 pooled to 6x6). At the variant's own size the pool is the
+    identity; a divisible size is a plain average pool, any other an averaging matrix per
+    axis. The swap is undone on leaving.
     """
     sizes: dict[str, tuple] = {}
     pools = {name: m for name, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
@@ -201,7 +204,7 @@ def _fixed_adaptive_pools(model: nn.Module, example: torch.Tensor):
             kernel = tuple(i // o for i, o in zip(size_in, size_out))
             fixed = nn.AvgPool2d(kernel, kernel)
         else:
-            continue
+            fixed = _AveragingMatrices(*size_in, *size_out).to(example.device)
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         swapped.append((parent, attr, getattr(parent, attr)))
@@ -211,6 +214,30 @@ def _fixed_adaptive_pools(model: nn.Module, example: torch.Tensor):
     finally:
         for parent, attr, original in swapped:
             setattr(parent, attr, original)
+
+
+class _AveragingMatrices(nn.Module):
+    """Adaptive average pooling at fixed sizes as two matmuls: ``(rows @ x) @ cols.T``.
+
+    Output cell i of an axis averages input cells floor(i * n / m) .. ceil((i + 1) * n / m) - 1,
+    exactly as ``adaptive_avg_pool2d`` does.
+    """
+
+    def __init__(self, h_in: int, w_in: int, h_out: int, w_out: int) -> None:
+        super().__init__()
+        self.register_buffer("rows", self._matrix(h_in, h_out))
+        self.register_buffer("cols", self._matrix(w_in, w_out))
+
+    @staticmethod
+    def _matrix(n: int, m: int) -> torch.Tensor:
+        a = torch.zeros(m, n)
+        for i in range(m):
+            start, end = (i * n) // m, -(-(i + 1) * n // m)
+            a[i, start:end] = 1.0 / (end - start)
+        return a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.rows, x), self.cols.t())
 
 
 def _compiled(model: nn.Module, device: torch.device, example: torch.Tensor, amp: str) -> Callable:

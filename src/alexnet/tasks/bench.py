@@ -47,18 +47,16 @@ class Settings:
     channels_last: bool = False
     compile: bool = False
 
-    def describe(self, device: torch.device) -> str:
+    def describe(self) -> str:
         parts = [f"{self.amp} autocast" if self.amp != "off" else "fp32"]
-        parts += ["channels_last"] * self.channels_last + ["torch.compile"] * self.compile
-        parts.append("fused SGD" if device.type == "cuda" else "foreach SGD")
-        return " + ".join(parts)
+        return " + ".join(parts + ["channels_last"] * self.channels_last + ["torch.compile"] * self.compile)
 
 
 def best_settings(device: torch.device) -> Settings:
     """The fastest training settings measured for this kind of device.
 
     CUDA: bf16 autocast, channels_last and torch.compile (with the fused SGD that
-    ``build_optimizer`` picks on CUDA). CPU: channels_last in fp32, which on the 2-core AVX2
+    ``build_optimizer`` picks). CPU: channels_last in fp32, which on the 2-core AVX2
     machine of the README gave 1.14x for ``alexnet_cifar`` (batch 256) and 1.0x for
     ``alexnet`` (batch 32, 224 px); torch.compile gave 0.85-0.92x there after a first step
     of 26-79 s, and bf16 autocast, emulated without bf16 units, ~18x slower steps.
@@ -138,8 +136,8 @@ def plain_train_step(model: nn.Module, images: torch.Tensor, target: torch.Tenso
 
 def engine_train_step(
     model: nn.Module, images: torch.Tensor, target: torch.Tensor, settings: Settings
-) -> Callable[[int], None]:
-    """Steps through ``train_one_epoch``, set up as ``alexnet train`` sets it up."""
+) -> tuple[Callable[[int], None], str]:
+    """Steps through ``train_one_epoch``, set up as ``alexnet train`` sets it up; and what they use."""
     device = images.device
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -154,7 +152,8 @@ def engine_train_step(
         with _cudnn_benchmark(device):
             train_one_epoch(net, [(images, target)] * n, optimizer, schedule, scaler, device, knobs, totals, position)
 
-    return run
+    kind = "fused" if optimizer.defaults.get("fused") else "foreach" if optimizer.defaults.get("foreach") else "for-loop"
+    return run, f"{settings.describe()} + {kind} SGD"  # the SGD build_optimizer chose
 
 
 def plain_infer(model: nn.Module, images: torch.Tensor) -> Callable[[int], None]:
@@ -267,9 +266,10 @@ def bench_arch(
         return factory(num_classes).to(device)
 
     infer_best, backend, infer_setup_s = best_infer(build(lambda k: get_model(arch, num_classes=k)), images, settings)
+    train_best, train_settings = engine_train_step(build(lambda k: get_model(arch, num_classes=k)), images, target, settings)
     candidates = {
         "train_baseline": plain_train_step(build(baseline), images, target),
-        "train_best": engine_train_step(build(lambda k: get_model(arch, num_classes=k)), images, target, settings),
+        "train_best": train_best,
         "infer_baseline": plain_infer(build(baseline), images),
         "infer_best": infer_best,
     }
@@ -290,7 +290,7 @@ def bench_arch(
 
     return ArchResult(
         arch=arch, device=str(device), threads=torch.get_num_threads(), batch_size=batch_size, image_size=image_size,
-        num_classes=num_classes, rounds=rounds, baseline=baseline_name, train_settings=settings.describe(device),
+        num_classes=num_classes, rounds=rounds, baseline=baseline_name, train_settings=train_settings,
         infer_backend=backend, train=result("train", 0.0), infer=result("infer", infer_setup_s),
     )
 
