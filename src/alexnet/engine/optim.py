@@ -83,7 +83,7 @@ class PaperSGD(torch.optim.Optimizer):
 def build_optimizer(
     model: nn.Module, lr: float, momentum: float, weight_decay: float, *,
     paper_momentum: bool = False, no_decay_bias_norm: bool = False, device: torch.device | None = None,
-    backbone_lr_scale: float = 1.0, amp: str = "off",
+    backbone_lr_scale: float = 1.0, amp: str = "off", layers_join_later: bool = False,
 ) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, no_decay_bias_norm, backbone_lr_scale)
     if paper_momentum:
@@ -92,7 +92,10 @@ def build_optimizer(
     # alexnet took 40 ms instead of 190: README, "Model throughput"); multi-tensor elsewhere.
     # Not with fp16's grad scaler on the CPU: there the fused step did not skip the steps
     # whose scaled gradients overflowed, and the weights became inf (found by the tests).
-    fused = device is not None and (device.type == "cuda" or (device.type == "cpu" and amp != "fp16"))
+    # Nor when frozen layers join later (--unfreeze-schedule): the fused kernel cannot step a
+    # group where some parameters have momentum buffers and the newly unfrozen ones none yet.
+    fused = device is not None and not layers_join_later and \
+        (device.type == "cuda" or (device.type == "cpu" and amp != "fp16"))
     fast = {"fused": True} if fused else {"foreach": True}
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **fast)
 

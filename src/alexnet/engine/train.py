@@ -232,7 +232,8 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
 
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
                                 no_decay_bias_norm=not cfg.decay_bias_norm, device=device,
-                                backbone_lr_scale=cfg.backbone_lr_scale, amp=cfg.amp)
+                                backbone_lr_scale=cfg.backbone_lr_scale, amp=cfg.amp,
+                                layers_join_later=bool(plan.rounds))
     try:
         sampler = EpochBatchSampler(pipeline.train_size(splits, caches), cfg.batch_size, cfg.seed, d.world, d.rank)
     except ValueError as e:
