@@ -31,6 +31,16 @@ def _at_least(low: int):
     return parse
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _add_loading_options(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """--batch-size, --workers and --device, shared by the commands that run a model over data."""
+    p.add_argument("--batch-size", type=_at_least(1), default=batch_size, help=f"(default: {batch_size})")
+    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
+
+
 def _models_help() -> str:
     return "; ".join(f"{n}: {model_info(n).summary}" for n in list_models())
 
@@ -327,9 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
                    "as the paper tested; default: the centre crop alone")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
-    p.add_argument("--batch-size", type=_at_least(1), default=256, help="(default: 256)")
-    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    _add_loading_options(p, batch_size=256)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -353,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over 10 views (4 corner crops, the centre crop and their mirrors), as the paper "
                    "tested; default: the centre crop alone")
     p.add_argument("--json", action="store_true", help="print one JSON document (model, predictions, errors) instead")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -382,9 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random state of svm and mlp (default: 0)")
     p.add_argument("--val-split", type=float, default=0.1,
                    help="fraction held out for val when the data has no val/ (default: 0.1, the split train uses)")
-    p.add_argument("--batch-size", type=_at_least(1), default=64, help="(default: 64)")
-    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    _add_loading_options(p, batch_size=64)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser(
@@ -403,9 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to search (default: train)")
     p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER", help="activation space (default: fc7)")
     p.add_argument("--val-split", type=float, default=0.1, help="as for features (default: 0.1)")
-    p.add_argument("--batch-size", type=_at_least(1), default=64, help="(default: 64)")
-    p.add_argument("--workers", type=_at_least(0), default=2, help="DataLoader worker processes (default: 2)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="(default: auto)")
+    _add_loading_options(p, batch_size=64)
     p.set_defaults(func=cmd_neighbors)
 
     p = sub.add_parser(

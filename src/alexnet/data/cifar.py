@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AlexNetError, DataError
+from ..errors import DataError
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 # --data NAME -> (torchvision dataset class, the folder its archive unpacks to)
