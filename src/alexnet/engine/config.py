@@ -71,6 +71,7 @@ class TrainConfig:
     workers: int = _opt("DataLoader worker processes per training process (0: load in the main process)", default=2, group="data")
     download: bool = _opt("with --data cifar10 or cifar100: fetch the dataset through torchvision into $ALEXNET_DATA (default ~/.cache/alexnet/datasets) if it is not there yet", default=False, group="data")
     cache: bool = _opt("decode every image once into a uint8 memory-mapped cache (built on first use, rebuilt when files change; see `alexnet prepare cache`) and augment whole batches on the training device: no JPEG decoding after the first epoch; on a GPU a cache that fits lives in GPU memory", default=False, group="data")
+    decode_on_device: bool = _opt("image folders: the workers only read each JPEG's bytes and the training device decodes a whole batch at once (nvJPEG through torchvision.io.decode_jpeg on a GPU), then crops, flips and normalises there; no cache to build, so the first epoch is fast too. Other formats are decoded by Pillow in the workers. Meant for GPUs: on the CPU the plain path's workers decode in parallel and are faster", default=False, group="data")
     cache_dir: str | None = _opt("where --cache keeps its files (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)", default=None, group="data")
     strict: bool = _opt("decode every image before training and stop with the list of unreadable files; without it unreadable files are reported and skipped", default=False, group="data")
     max_image_pixels: int = _opt("refuse images with more pixels than this (decompression bombs; Pillow's default limit)", default=89_478_485, group="data")
@@ -127,6 +128,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigError(f"--clip-grad-norm must be positive, got {self.clip_grad_norm}")
+        if self.cache and self.decode_on_device:
+            raise ConfigError("--cache and --decode-on-device are two ways to skip per-epoch decoding; pick one")
         if self.paper_momentum and not self.decay_bias_norm:
             raise ConfigError("--paper-momentum applies one weight decay to all parameters; drop --no-decay-bias-norm")
 

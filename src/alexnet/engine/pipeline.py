@@ -14,6 +14,7 @@ from ..data.cache import ImageCache, cache_split
 from ..data.datasets import DataError, FolderSubset, Splits
 from ..data.fast import CachedLoader, EvalBatches
 from ..data.images import load_rgb
+from ..data.jpeg import DeviceDecodeLoader
 from ..data.loading import EpochBatchSampler, Transformed, collate, eval_loader, find_unreadable, train_loader
 from ..data.transforms import Preprocess, eval_transform, stats_transform, train_transform
 from . import distributed
@@ -102,6 +103,15 @@ def make_loaders(cfg: TrainConfig, splits: Splits, caches: Caches | None, prepro
         return (CachedLoader(caches.train, preprocess, sampler, train=True, **kw),
                 CachedLoader(caches.val, preprocess, EvalBatches(caches.val.n, cfg.batch_size, d.world, d.rank),
                              train=False, **kw))
+    if cfg.decode_on_device:
+        for name in ("train", "val"):
+            if not isinstance(splits.get(name), FolderSubset) or splits.preprocess.resize == splits.preprocess.crop:
+                raise ConfigError(f"--decode-on-device decodes image files; {cfg.data} is not a folder of images "
+                                  "to crop from; drop the flag")
+        kw = dict(device=device, workers=cfg.workers, channels_last=cfg.channels_last, max_pixels=cfg.max_image_pixels)
+        return (DeviceDecodeLoader(splits.train, preprocess, sampler, train=True, **kw),
+                DeviceDecodeLoader(splits.val, preprocess, EvalBatches(len(splits.val), cfg.batch_size, d.world, d.rank),
+                                   train=False, **kw))
     pin = device.type == "cuda"
     return (train_loader(Transformed(splits.train, train_transform(preprocess)), sampler, cfg.workers, pin),
             eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
@@ -114,7 +124,7 @@ def preview(loader, splits: Splits, preprocess: Preprocess, sampler: EpochBatchS
     probe = EpochBatchSampler(sampler.n, sampler.batch_size, sampler.seed, sampler.world, sampler.rank)
     probe.set_epoch(1)
     batch = next(iter(probe))[:n]
-    if isinstance(loader, CachedLoader):
+    if isinstance(loader, (CachedLoader, DeviceDecodeLoader)):
         return loader.preview(batch)
     dataset = Transformed(splits.train, train_transform(preprocess))
     items = [dataset[index] for index in batch]

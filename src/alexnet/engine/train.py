@@ -268,8 +268,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
         f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}; "
-        + ("uint8 cache, batches finished on the device" + (" (resident in GPU memory)" if getattr(loader, "resident", False) else "")
-           if caches else f"decoding per epoch in {cfg.workers} workers"))
+        + _feed(cfg, caches, loader))
     log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
         f"device {device}" + (f" x {d.world} processes" if d.active else ""))
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
@@ -280,6 +279,15 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
 
 def progress_epoch(ckpt: dict[str, Any] | None) -> int:
     return ckpt["epoch"] if ckpt is not None else 0
+
+
+def _feed(cfg: TrainConfig, caches, loader) -> str:
+    """How batches are made, for the log."""
+    if caches:
+        return "uint8 cache, batches finished on the device" + (" (resident in GPU memory)" if loader.resident else "")
+    if cfg.decode_on_device:
+        return f"files read in {cfg.workers} workers, JPEGs decoded in batches on the device"
+    return f"decoding per epoch in {cfg.workers} workers"
 
 
 def _wrap(model: AlexNet, cfg: TrainConfig, d: distributed.Dist) -> nn.Module:
