@@ -160,3 +160,44 @@ def test_every_variant_takes_the_fast_path_at_its_own_size(arch):
     if HAS_ONNXRUNTIME:
         assert fn.backend == "onnxruntime", fn.notes
     torch.testing.assert_close(fn(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_pipeline_benchmark_runs_quick_on_the_cpu(tmp_path):
+    """benchmarks/gpu_pipeline.py --quick: model only and the three feeds run, the last line is every figure."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):  # 3 classes x 8 JPEGs, landscape and portrait (the decode path groups sizes)
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(8):
+            w, h = (300, 260) if i % 2 else (260, 300)
+            pixels = rng.integers(0, 256, (h // 20, w // 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).resize((w, h)).save(tmp_path / "data" / f"c{c}" / f"{i}.jpg", quality=90)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_pipeline.py"
+    env = {**os.environ, "ALEXNET_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, str(script), "--quick", "--device", "cpu", "--data", str(tmp_path / "data"),
+                        "--cache-dir", str(tmp_path / "cache")],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert any(line.startswith("model only") for line in lines) and any(line.startswith("end to end") for line in lines)
+    report = json.loads(lines[-1])
+    assert (report["device"], report["batch_size"], report["workers"], report["rounds"]) == ("cpu", 8, 2, 1)
+    assert report["images"] == 21  # 24 less the 10% held out for validation
+    assert report["errors"] == {}
+    rates = ["model_best_img_per_s", "model_baseline_img_per_s", "model_ratio"]
+    for feed in ("baseline", "cache", "decode"):
+        rates += [f"e2e_{feed}_img_per_s", f"data_{feed}_img_per_s", f"e2e_{feed}_ratio"]
+    for key in rates:
+        assert report[key] > 0, key
+    assert report["e2e_baseline_ratio"] == 1.0
+    assert report["targets"] == {"model_best_img_per_s": 30000, "e2e_cache_img_per_s": 15000,
+                                 "e2e_decode_img_per_s": 8000}
+    assert report["targets_met"] == dict.fromkeys(report["targets"])  # judged on CUDA only
+    assert (tmp_path / "cache").is_dir()  # --cache-dir was used, nothing written elsewhere
