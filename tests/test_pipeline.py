@@ -331,3 +331,16 @@ def test_worker_batches_survive_the_shared_ring(tmp_path):
     seen = [b.images.clone() for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=2, **kw)]
     plain = [b.images for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=0, **kw)]
     assert len(seen) == 24 and all(torch.equal(a, b) for a, b in zip(seen, plain))
+
+
+def test_crop_draws_depend_on_the_sample_seed_alone_and_have_the_right_law():
+    seeds = [sample_seed(0, 1, i) for i in range(40_000)]
+    c = Crops.draw(seeds, 40, 32, True, 0.1)
+    part = Crops.draw(seeds[7:9][::-1], 40, 32, True, 0.1)  # other batch, other order, same samples
+    assert torch.equal(part.top, c.top[7:9].flip(0)) and torch.equal(part.alpha, c.alpha[7:9].flip(0))
+    counts = np.bincount(c.top.numpy(), minlength=9)
+    assert len(counts) == 9 and counts.min() > 0.9 * 40_000 / 9  # uniform over the 9 offsets 0..8
+    assert abs(c.flip.float().mean() - 0.5) < 0.01 and not Crops.draw(seeds[:100], 40, 32, False, 0.1).flip.any()
+    assert torch.allclose(c.alpha.std(0), torch.full((3,), 0.1), rtol=0.03)
+    assert c.alpha.mean(0).abs().max() < 0.003 and np.abs(np.corrcoef(c.alpha.numpy().T) - np.eye(3)).max() < 0.03
+    assert not Crops.draw(seeds[:100], 40, 32, True, 0.0).alpha.any()

@@ -38,15 +38,13 @@ class Crops:
 
     @classmethod
     def draw(cls, seeds: list[int], square: int, crop: int, flip: bool, lighting: float) -> "Crops":
-        n = len(seeds)
-        top, left = np.empty(n, np.int64), np.empty(n, np.int64)
-        flips, alpha = np.zeros(n, bool), np.zeros((n, 3), np.float32)
-        for k, seed in enumerate(seeds):
-            rng = np.random.default_rng(seed)
-            top[k], left[k] = rng.integers(0, square - crop + 1, size=2)
-            flips[k] = flip and rng.random() < 0.5
-            if lighting:
-                alpha[k] = rng.normal(0.0, lighting, 3)
+        u = sample_uniforms(seeds, 7)  # (B, 7): top, left, flip, and two Box-Muller pairs
+        span = square - crop + 1
+        top, left = (u[:, 0] * span).astype(np.int64), (u[:, 1] * span).astype(np.int64)
+        flips = (u[:, 2] < 0.5) & flip
+        radius = np.sqrt(-2.0 * np.log1p(-u[:, [3, 3, 5]]))  # 1 - u is in (0, 1]: no log(0)
+        angle = 2.0 * np.pi * u[:, [4, 4, 6]] + np.array([0.0, np.pi / 2, 0.0])  # cos and sin of the first pair
+        alpha = (lighting * radius * np.cos(angle)).astype(np.float32)
         return cls(torch.from_numpy(top), torch.from_numpy(left), torch.from_numpy(flips), torch.from_numpy(alpha))
 
     @classmethod
@@ -57,6 +55,21 @@ class Crops:
 
     def to(self, device: torch.device) -> "Crops":
         return Crops(*(t.to(device, non_blocking=True) for t in (self.top, self.left, self.flip, self.alpha)))
+
+
+def sample_uniforms(seeds: list[int], count: int) -> np.ndarray:
+    """``(len(seeds), count)`` uniforms in [0, 1), each row a function of its seed alone.
+
+    splitmix64 on (seed, k): a counter-based generator, so a whole batch is drawn in a few
+    vectorised passes. One ``numpy.random.Generator`` per sample cost ~35 us each (9 ms per
+    batch of 256), which on a GPU falls in the main process between training steps.
+    """
+    state = np.asarray(seeds, dtype=np.uint64)[:, None] + \
+        np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps mod 2^64
+    z = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
