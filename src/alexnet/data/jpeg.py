@@ -18,6 +18,7 @@ is unreadable is reported and left out of its batch, as on the plain path.
 
 from __future__ import annotations
 
+import io
 import itertools
 import warnings
 from typing import Iterator
@@ -41,17 +42,14 @@ def read_for_device(path: str, size: int, max_pixels: int | None = DEFAULT_MAX_P
     ``size`` square decoded here by Pillow, ``(size, size, 3)`` uint8. ``ImageReadError`` if
     the file cannot be used; a JPEG whose data is corrupt is only found when decoded."""
     try:
-        with Image.open(path) as image:  # reads the header only
-            w, h = image.size
-            jpeg = image.format == "JPEG" and image.mode in ("RGB", "L")
-    except Exception:  # noqa: BLE001 - let load_rgb name what is wrong
-        jpeg = False
-    else:
-        if max_pixels and w * h > max_pixels:
-            jpeg = False  # load_rgb refuses it with the message
-    if jpeg:
         with open(path, "rb") as f:
-            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as image:  # parses the header only
+            w, h = image.size
+            if image.format == "JPEG" and image.mode in ("RGB", "L") and not (max_pixels and w * h > max_pixels):
+                return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    except Exception:  # noqa: BLE001 - load_rgb below names what is wrong
+        pass
     square = square_transform(size)(load_rgb(path, max_pixels))
     return torch.from_numpy(np.asarray(square).copy())
 
