@@ -203,3 +203,22 @@ def test_paper_normalisation_is_the_mean_image_off_0_255_pixels():
     out = eval_transform(p)(squares[0])
     assert torch.allclose(out, (255 * (squares[0] - stats.mean_image))[:, 1:9, 1:9], atol=1e-3)
     assert _train_config("--data", "d", "--recipe", "paper").normalize == "paper"
+
+
+def test_fast_recipe_trains_a_batchnorm_net_with_amp_settled_for_the_device(tmp_path, monkeypatch):
+    import json
+
+    from alexnet.cli import main
+    from conftest import write_images
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    cfg = _train_config("--data", "d", "--recipe", "fast", "--lr", "0.3")
+    assert cfg.lr == 0.3 and (cfg.arch, cfg.image_size, cfg.val_split, cfg.cache, cfg.amp, cfg.schedule) == \
+        ("alexnet_cifar", 64, 0.2, True, "auto", "onecycle")
+    write_images(tmp_path / "d", 6, size=60, fmt="jpg")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d"), "--recipe", "fast", "--epochs", "1", "--batch-size", "4",
+                 "--image-size", "32", "--workers", "0", "--stats-images", "8", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["amp"] == "off"  # bf16 on CUDA only
+    weights = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert sum(k.endswith("running_mean") for k in weights) == 5  # BatchNorm after each of the five convs

@@ -96,6 +96,8 @@ def fit(cfg: TrainConfig, explicit: set[str] | None = None, log=print) -> Path:
     if cfg.unfreeze_schedule and ckpt is None and "epochs" not in set(explicit or ()):
         cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
     d = distributed.setup(cfg.device)
+    if cfg.amp == "auto":  # settled once, so config.json and a resume say what ran
+        cfg = replace(cfg, amp="bf16" if d.device.type == "cuda" else "off")
     try:
         run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None))
         _train(run)
