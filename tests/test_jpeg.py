@@ -128,3 +128,4 @@ def test_decode_on_device_refuses_what_it_cannot_do(tmp_path, capsys, data, args
     assert _train(data, tmp_path / "run", *args) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made

@@ -317,6 +317,7 @@ def test_train_with_cache_resumes_exactly(tmp_path):
 def test_cache_refuses_data_used_whole(tmp_path, capsys):
     assert _train("digits", tmp_path / "run", "--cache") == 1
     assert "nothing to gain; drop --cache" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
 def test_worker_batches_survive_the_shared_ring(tmp_path):

@@ -36,6 +36,18 @@ def check_all_images(cfg: TrainConfig, splits: Splits, log) -> None:
                         "fix or remove them, or drop --strict to skip them")
 
 
+def check_fast_paths(cfg: TrainConfig, splits: Splits) -> None:
+    """--cache and --decode-on-device serve random crops from larger images: refuse them,
+    before anything is made, for data that cannot use them."""
+    whole = splits.preprocess.resize == splits.preprocess.crop
+    if cfg.cache and whole:
+        raise ConfigError(f"--cache serves random crops from larger images; {cfg.data} images are used whole "
+                          "at the network size (digits), so there is nothing to gain; drop --cache")
+    if cfg.decode_on_device and (whole or not all(isinstance(splits.get(name), FolderSubset) for name in ("train", "val"))):
+        raise ConfigError(f"--decode-on-device decodes image files; {cfg.data} is not a folder of images "
+                          "to crop from; drop the flag")
+
+
 @dataclass
 class Caches:
     train: ImageCache
@@ -46,9 +58,6 @@ def open_caches(cfg: TrainConfig, splits: Splits, size: int, d: distributed.Dist
     """With ``--cache``: the train and val caches at ``size`` (rank 0 builds what is missing)."""
     if not cfg.cache:
         return None
-    if splits.preprocess.resize == splits.preprocess.crop:
-        raise ConfigError(f"--cache serves random crops from larger images; {cfg.data} images are used whole "
-                          "at the network size (digits), so there is nothing to gain; drop --cache")
     name = Path(cfg.data).name or "data"
     caches = {}
     for split in ("train", "val"):
@@ -104,10 +113,6 @@ def make_loaders(cfg: TrainConfig, splits: Splits, caches: Caches | None, prepro
                 CachedLoader(caches.val, preprocess, EvalBatches(caches.val.n, cfg.batch_size, d.world, d.rank),
                              train=False, **kw))
     if cfg.decode_on_device:
-        for name in ("train", "val"):
-            if not isinstance(splits.get(name), FolderSubset) or splits.preprocess.resize == splits.preprocess.crop:
-                raise ConfigError(f"--decode-on-device decodes image files; {cfg.data} is not a folder of images "
-                                  "to crop from; drop the flag")
         kw = dict(device=device, workers=cfg.workers, channels_last=cfg.channels_last, max_pixels=cfg.max_image_pixels)
         return (DeviceDecodeLoader(splits.train, preprocess, sampler, train=True, **kw),
                 DeviceDecodeLoader(splits.val, preprocess, EvalBatches(len(splits.val), cfg.batch_size, d.world, d.rank),

@@ -171,6 +171,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    pipeline.check_fast_paths(cfg, splits)
     if cfg.strict:
         pipeline.check_all_images(cfg, splits, log)
     options = parse_model_options(cfg.model_option)
