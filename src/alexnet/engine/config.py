@@ -39,9 +39,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "normalize": "paper",  # "subtracting the mean activity over the training set from each pixel", 0-255
     },
     # Small images (e.g. flowers_128) as fast as a GPU allows: the airbench/DAWNBench tricks
-    # on AlexNet's shape. BatchNorm after every conv lets a short one-cycle run converge; the uint8 cache lives in GPU memory (no workers, no decoding);
-    # bf16 and channels_last on CUDA. No torch.compile: its tens of seconds of compiling are
-    # more than such a run's whole training time.
+    # on AlexNet's shape. BatchNorm after every conv lets a short one-cycle run converge; the
+    # uint8 cache lives in GPU memory (no workers, no decoding); bf16 and channels_last on
+    # CUDA. No torch.compile: its tens of seconds of compiling (measured on the CPU) would
+    # likely exceed such a run's training time on a GPU (not measured: no GPU was lent).
     "fast": {
         "arch": "alexnet_cifar",
         "model_option": ["norm=bn", "norm_after=conv1,conv2,conv3,conv4,conv5"],
