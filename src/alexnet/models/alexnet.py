@@ -46,6 +46,9 @@ class AlexNetConfig:
     conv1_padding: int | str = 0
     norm: str = "none"  # "lrn" | "bn" | "none"
     norm_after: tuple[str, ...] = ()  # convs whose ReLU output is normalised
+    # LRN's additive constant k in (k + alpha/n * sum x^2)^beta: the paper's 2; Caffe's
+    # bvlc_alexnet ran with its LRN default of 1, so weights converted from it need 1.
+    lrn_k: float = 2.0
     hidden: int = 4096  # width of fc6 and fc7
     pool5_size: int = 6  # adaptive average pool to this side before fc6 (a no-op at the native size)
     dropout: float = 0.5
@@ -81,6 +84,8 @@ class AlexNetConfig:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {self.num_classes}")
+        if not self.lrn_k > 0:
+            raise ValueError(f"lrn_k must be positive, got {self.lrn_k}")
         if not (self.conv1_padding == "ceil" or isinstance(self.conv1_padding, int)):
             raise ValueError(f"conv1_padding must be an int or 'ceil', got {self.conv1_padding!r}")
 
@@ -171,7 +176,7 @@ class AlexNet(nn.Module):
             return nn.BatchNorm2d(channels)
         # torch divides alpha by size inside the sum, as cuda-convnet and Caffe do, so
         # these are the paper's k=2, n=5, alpha=1e-4, beta=0.75 as the original code ran them.
-        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=self.config.lrn_k)
 
     def _dropout(self, layer: str) -> nn.Module:
         if layer in self.config.dropout_on and self.config.dropout > 0:
