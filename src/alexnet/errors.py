@@ -8,3 +8,12 @@ class AlexNetError(Exception):
 
 class DataError(AlexNetError):
     """A data source that cannot be used; the message says what is wrong and how to fix it."""
+
+
+class AlexNetWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints the
+    message as one line on stderr."""
+
+
+class DataWarning(AlexNetWarning):
+    """Data that can be used but may not be what the user meant."""

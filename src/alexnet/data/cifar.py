@@ -1,14 +1,16 @@
 """CIFAR-10 and CIFAR-100 read straight from their original python pickle folders.
 
 No checksum is demanded (torchvision's loader insists on one, and users' copies are often
-re-packed or partial): a folder is CIFAR if it holds the batch files, and each batch is
-read as the original Python code did, ``pickle.load(f, encoding="bytes")``. Unpickling
-runs whatever the file says, as torchvision's loader does too: only point ``--data`` at
-CIFAR files from a source you trust.
+re-packed or partial): a folder is CIFAR if it holds the batch files and nothing that
+makes it something else (no sub-folders). Each batch is read as the original Python code
+did (``encoding="bytes"``), but by an unpickler that builds only what the real files
+hold: dicts, lists, tuples, bytes, str, numbers and numpy arrays of plain numbers. A file
+that asks for anything else (a function to call, a class to build) is refused, not run.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -66,13 +68,72 @@ class CifarArrays:
 
 
 def is_cifar_dir(path: Path) -> bool:
-    return (path / "test_batch").is_file() or ((path / "train").is_file() and (path / "meta").is_file())
+    """A CIFAR-10 folder (test_batch and data_batch_N) or a CIFAR-100 one (train, test,
+    meta), with no sub-folder beside them: a folder of class folders is images, whatever
+    other files it holds."""
+    if not path.is_dir():
+        return False
+    files = {e.name for e in os.scandir(path) if e.is_file()}
+    cifar10 = "test_batch" in files and any(b in files for b in CIFAR10_TRAIN)
+    cifar100 = {"train", "test", "meta"} <= files
+    return (cifar10 or cifar100) and not any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
+
+
+class Refused(pickle.UnpicklingError):
+    """A pickle that asks for something a CIFAR file never holds."""
+
+
+def _plain_dtype(*args):
+    """``numpy.dtype`` for the unpickler: numbers only (an object dtype would unpickle
+    arbitrary Python objects into the array)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise Refused(f"it holds an array of Python objects ({dtype})")
+    return dtype
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2 (copies re-pickled by
+    Python 3): str -> bytes and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise Refused("it calls encode other than for bytes")
+    return text.encode("latin1")
+
+
+# The only globals the original batch files name (read with pickletools), under numpy 1's
+# and numpy 2's module name for the array constructor; ``ndarray.__reduce__`` hands back
+# that constructor, whichever numpy is installed.
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _plain_dtype,
+    ("_codecs", "encode"): _latin1_bytes,  # not in the originals: bytes in Python 3's protocol-2 copies
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Builds containers, strings, numbers and numpy arrays; any other global is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS:
+            return _NUMPY_GLOBALS[(module, name)]
+        raise Refused(f"it asks for {module}.{name}, which a CIFAR file never holds")
+
+
+def safe_load(data: bytes):
+    """Unpickle ``data`` as the Python 2 CIFAR files need (``encoding="bytes"``), safely."""
+    return SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
 
 
 def _unpickle(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
-            raw = pickle.load(f, encoding="bytes")
+        raw = safe_load(path.read_bytes())
+    except Refused as e:
+        raise DataError(f"{path}: refused, not a CIFAR file: {e} (nothing in it was run)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     except Exception as e:  # truncated, foreign or corrupt: unpickling can fail in many ways
         raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
     if not isinstance(raw, dict):
@@ -89,8 +150,21 @@ def _images(batch: dict, path: Path) -> np.ndarray:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
 
-def _names(meta: dict, key: str) -> list[str]:
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+def _names(meta: dict, key: str, path: Path) -> list[str]:
+    """Class names, checked to be usable as folder names (``prepare --to-folders`` makes
+    one folder per class): not empty, no path separators, no ``.`` or ``..``."""
+    names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in meta[key]]
+    for n in names:
+        if not is_safe_name(n):
+            raise DataError(f"{path}: class name {n!r} is not a plain folder name (empty, '.', '..', a path "
+                            "separator or a control character); refused")
+    return names
+
+
+def is_safe_name(name: str) -> bool:
+    """A name that is one folder inside its parent, wherever it is used."""
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and all(ch.isprintable() for ch in name))
 
 
 def read_cifar(path: str | Path) -> CifarArrays:
@@ -109,7 +183,8 @@ def _read(path: Path) -> CifarArrays:
             raise DataError(f"{path}: has test_batch but no data_batch_1..5")
         train = [_unpickle(b) for b in batches]
         test = _unpickle(path / "test_batch")
-        names = _names(_unpickle(path / "batches.meta"), "label_names") if (path / "batches.meta").is_file() \
+        names = _names(_unpickle(path / "batches.meta"), "label_names", path / "batches.meta") \
+            if (path / "batches.meta").is_file() \
             else [str(i) for i in range(10)]
         label_key, name, test_path = "labels", "CIFAR-10", path / "test_batch"
         train_images = np.concatenate([_images(b, p) for b, p in zip(train, batches)])
@@ -117,7 +192,7 @@ def _read(path: Path) -> CifarArrays:
     else:  # CIFAR-100: one train file, one test file, meta with fine and coarse names
         t = _unpickle(path / "train")
         test = _unpickle(path / "test")
-        names = _names(_unpickle(path / "meta"), "fine_label_names")
+        names = _names(_unpickle(path / "meta"), "fine_label_names", path / "meta")
         label_key, name, test_path = "fine_labels", "CIFAR-100", path / "test"
         train_images, train_labels = _images(t, path / "train"), np.asarray(t[label_key])
     return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, test_path),

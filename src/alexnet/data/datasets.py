@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import ImageFolder
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from .cifar import NAMED_CIFAR, fetch_cifar, is_cifar_dir, read_cifar
 from .classnames import display_names
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, is_image_file, load_rgb
@@ -28,6 +29,11 @@ from .transforms import Preprocess
 # seed, so that every run (and `evaluate`) sees the same held-out images.
 SPLIT_SEED = 0
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)  # train, val, test of scikit-learn's 1,797 digits
+# Folder names (any case) that mean a split rather than a class.
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+# Folders that operating systems and tools leave beside data; never classes, never searched.
+# Names starting with "." (.ipynb_checkpoints, .DS_Store, ._IMG.jpg) are skipped too.
+SYSTEM_NAMES = {"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information", "lost+found", "__pycache__"}
 
 
 @dataclass
@@ -39,8 +45,12 @@ class Splits:
     preprocess: Preprocess  # the source's defaults; the engine adds the training set's statistics
     description: str
     display_names: list[str] | None = None  # readable names where class_names are ids (ImageNet wnids)
+    one_folder: bool = False  # a folder of class folders, split here by --val-split
 
     def get(self, name: str) -> Dataset:
+        """``train``, ``val``, ``test``, or ``all``: every image of the source, each once."""
+        if name == "all":
+            return ConcatDataset([getattr(self, n) for n in self.available])
         ds = {"train": self.train, "val": self.val, "test": self.test}[name]
         if ds is None:
             raise DataError(f"this data source has no '{name}' split (it has: {', '.join(self.available)})")
@@ -52,7 +62,11 @@ class Splits:
 
     @property
     def default_eval_split(self) -> str:
-        return "test" if self.test is not None else "val"
+        """test where there is one; all of a folder of class folders (it was not split on
+        disk, so nothing says which part is held out); else val."""
+        if self.test is not None:
+            return "test"
+        return "all" if self.one_folder else "val"
 
 
 class ArrayImages(Dataset):
@@ -141,20 +155,117 @@ def open_digits(image_size: int, preprocess: Preprocess | None) -> Splits:
     )
 
 
-def _image_folder(path: Path, max_pixels: int | None) -> ImageFolder:
-    classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+class _EmptyClasses(Exception):
+    """Class folders without an image file (args[0]: their names)."""
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders, and the ones operating systems and tools leave behind."""
+    return name.startswith(".") or name in SYSTEM_NAMES
+
+
+class ClassFolders(ImageFolder):
+    """torchvision's ImageFolder, except that hidden and system folders and files are skipped,
+    and that each file is taken once: a symlinked folder is followed only when it leads
+    outside ``boundary`` (the data folder: anything inside it is read on its own), and a
+    real folder or file reached twice is read the first time only."""
+
+    def __init__(self, root: Path, boundary: Path, loader):
+        self.boundary = os.path.realpath(boundary)
+        self.identities: list[str] = []  # the real path of each sample, for the check across splits
+        super().__init__(str(root), loader=loader, is_valid_file=is_image_file)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not is_hidden(e.name))
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {directory}")
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        samples, seen_dirs, seen_files, empty = [], set(), set(), []
+        for name in sorted(class_to_idx):
+            found = 0
+            for folder, files in self._walk(os.path.join(directory, name), seen_dirs):
+                for real, path in files:
+                    if real not in seen_files:
+                        seen_files.add(real)
+                        samples.append((path, class_to_idx[name]))
+                        self.identities.append(real)
+                        found += 1
+            if not found:
+                empty.append(name)
+        if empty:
+            raise _EmptyClasses(empty)
+        return samples
+
+    def _walk(self, top: str, seen_dirs: set[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+        """(folder, [(real path, path) of its image files]) under ``top``, sorted by folder
+        path as torchvision's ``sorted(os.walk(...))`` is, so sample order matches it."""
+        out, stack = [], [top]
+        while stack:
+            folder = stack.pop()
+            real = os.path.realpath(folder)
+            inside = real == self.boundary or real.startswith(self.boundary + os.sep)
+            if real in seen_dirs or (os.path.islink(folder) and inside):
+                continue
+            seen_dirs.add(real)
+            files = []
+            for e in sorted(os.scandir(folder), key=lambda e: e.name):
+                if is_hidden(e.name):
+                    continue
+                if e.is_dir():
+                    stack.append(e.path)
+                elif e.is_file() and is_image_file(e.name):
+                    files.append((os.path.realpath(e.path) if e.is_symlink() else os.path.join(real, e.name), e.path))
+            out.append((folder, files))
+        return sorted(out)
+
+
+def _image_folder(path: Path, max_pixels: int | None, boundary: Path | None = None) -> ClassFolders:
+    classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not is_hidden(e.name))
     if not classes:
         loose = sum(1 for e in os.scandir(path) if e.is_file() and is_image_file(e.name))
         found = f"it holds {loose} image files but no class folders" if loose else "it has no class folders"
         raise DataError(f"{path}: {found}; expected {path}/<class name>/<image files> (one folder per class)")
+    _warn_split_names(path, classes)
     try:
-        return ImageFolder(str(path), loader=functools.partial(load_rgb, max_pixels=max_pixels),
-                           is_valid_file=is_image_file)
-    except FileNotFoundError:  # torchvision: "Found no valid file for the classes ..."
-        empty = [c for c in classes if not any(is_image_file(f) for _, _, fs in os.walk(path / c) for f in fs)]
+        return ClassFolders(path, boundary or path, functools.partial(load_rgb, max_pixels=max_pixels))
+    except _EmptyClasses as e:
+        empty = e.args[0]
         raise DataError(f"{path}: class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} "
                         f"{'have' if len(empty) > 1 else 'has'} no image files ({' '.join(IMAGE_EXTENSIONS)}); "
                         "add images or remove the folder") from None
+
+
+def _warn_split_names(path: Path, classes: list[str]) -> None:
+    like = [c for c in classes if c.lower() in SPLIT_NAMES]
+    if like:
+        warnings.warn(f"{path}: class folders {', '.join(like)} are named like splits; splits are read only as "
+                      f"DIR/train/ (with DIR/val/ or valid/ or validation/, DIR/test/, any case), so here they are "
+                      "classes", DataWarning, stacklevel=3)
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """The split folders of ``root``: train, val (val, valid, validation) and test, any case."""
+    found: dict[str, Path] = {}
+    for e in sorted(os.scandir(root), key=lambda e: e.name):
+        split = SPLIT_NAMES.get(e.name.lower())
+        if split and e.is_dir():
+            if split in found:
+                raise DataError(f"{root}: {found[split].name}/ and {e.name}/ are both the {split} split; keep one")
+            found[split] = Path(e.path)
+    return found
+
+
+def _check_disjoint(root: Path, folders: dict[str, ClassFolders]) -> None:
+    """A file reached from two splits (a symlink, a copy by hard link of the path) would be
+    trained on and scored: refuse."""
+    owner: dict[str, str] = {}
+    for split, ds in folders.items():
+        for real in ds.identities:
+            if owner.setdefault(real, split) != split:
+                raise DataError(f"{root}: {real} is in both {owner[real]}/ and {split}/ (through a symlink?); "
+                                "a file must be in one split only")
 
 
 def split_off_val(targets: Sequence[int], val_split: float, where: Path) -> tuple[list[int], list[int]]:
@@ -175,10 +286,12 @@ def _describe(root: Path, how: str, classes: list[str], splits: Sequence[Dataset
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Splits:
     preprocess = preprocess or Preprocess.for_size(image_size)
-    if (root / "train").is_dir():
-        train = _image_folder(root / "train", max_pixels)
-        val = _image_folder(root / "val", max_pixels) if (root / "val").is_dir() else None
-        test = _image_folder(root / "test", max_pixels) if (root / "test").is_dir() else None
+    dirs = split_folders(root)
+    if "train" in dirs:
+        train = _image_folder(dirs["train"], max_pixels, root)
+        val = _image_folder(dirs["val"], max_pixels, root) if "val" in dirs else None
+        test = _image_folder(dirs["test"], max_pixels, root) if "test" in dirs else None
+        _check_disjoint(root, {n: ds for n, ds in (("train", train), ("val", val), ("test", test)) if ds is not None})
         for name, other in (("val", val), ("test", test)):
             if other is not None and other.classes != train.classes:
                 only_train = sorted(set(train.classes) - set(other.classes))
@@ -204,7 +317,8 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
         splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
         how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
         classes = full.classes
-    return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits), display_names(classes, root))
+    return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits), display_names(classes, root),
+                  one_folder="train" not in dirs)
 
 
 def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
