@@ -4,6 +4,8 @@ Replaces the shell scripts people copy around: reads either the Kaggle
 ``LOC_val_solution.csv`` (``ImageId,PredictionString`` whose first token is the wnid) or
 Caffe's ``val.txt`` (``ILSVRC2012_val_00000001.JPEG 65``, 0-based class indices in the
 sorted-wnid order), and moves (or links) each image. Running it again changes nothing.
+Every line is checked before anything moves: a file name must be a plain name inside the
+validation folder and a label a wnid (``n`` and 8 digits) or one of ``--classes``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.classnames import read_class_list
+from ..data.cifar import is_safe_name
+from ..data.classnames import WNID, read_class_list
+from ..data.datasets import is_hidden
 from ..errors import AlexNetError
 
 
@@ -58,6 +62,19 @@ def read_val_labels(path: Path, classes: list[str] | None) -> dict[str, str]:
     return labels
 
 
+def check_labels(labels: dict[str, str], classes: list[str] | None, path: Path) -> None:
+    """Refuse a name or label that would reach outside the validation folder (``..``, an
+    absolute path, a separator) or a label that is not a class: nothing has moved yet."""
+    known = set(classes or ())
+    for name, wnid in labels.items():
+        if not is_safe_name(name):
+            raise AlexNetError(f"{path}: file name {name!r} is not a plain file name in the validation folder "
+                               "(a path, '..' or a control character); nothing was moved")
+        if not (WNID.fullmatch(wnid) or wnid in known) or not is_safe_name(wnid):
+            raise AlexNetError(f"{path}: label {wnid!r} of {name!r} is not a wnid (n and 8 digits) nor one of "
+                               "the --classes; nothing was moved")
+
+
 def file_val_images(val_dir: str | Path, labels_file: str | Path, link: bool = False,
                     classes_file: str | Path | None = None) -> FilingReport:
     """Move (or, with ``link``, symlink) ``VAL/<file>`` to ``VAL/<wnid>/<file>``."""
@@ -69,9 +86,11 @@ def file_val_images(val_dir: str | Path, labels_file: str | Path, link: bool = F
         classes = read_class_list(Path(classes_file))
     elif (val_dir.parent / "train").is_dir():
         # The usual layout: train/<wnid>/ beside val/; sorted wnids are the class indices.
-        classes = sorted(p.name for p in (val_dir.parent / "train").iterdir() if p.is_dir()) or None
+        classes = sorted(p.name for p in (val_dir.parent / "train").iterdir() if p.is_dir() and not is_hidden(p.name)) or None
+    labels = read_val_labels(Path(labels_file), classes)
+    check_labels(labels, classes, Path(labels_file))
     report = FilingReport(linked=link)
-    for name, wnid in read_val_labels(Path(labels_file), classes).items():
+    for name, wnid in labels.items():
         src, dst = val_dir / name, val_dir / wnid / name
         if dst.exists() or dst.is_symlink():
             report.already += 1

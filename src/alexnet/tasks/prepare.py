@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
+from ..checkpoint import umask_mode
 from ..data.cifar import is_cifar_dir, read_cifar
 from ..data.datasets import DIGITS_FRACTIONS, DataError, digits_images, stratified_split
 
@@ -13,6 +19,29 @@ from ..data.datasets import DIGITS_FRACTIONS, DataError, digits_images, stratifi
 def _empty_destination(dst: Path) -> None:
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DataError(f"{dst} is not empty; choose a new folder for --to-folders")
+
+
+@contextmanager
+def staged(dst: Path) -> Iterator[Path]:
+    """A hidden folder beside ``dst`` to write into, renamed to ``dst`` when complete: an
+    error or Ctrl-C leaves no half-written dataset (and ``dst`` as it was)."""
+    _empty_destination(dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+        os.chmod(tmp, umask_mode(0o777))
+    except OSError as e:
+        raise DataError(f"{dst}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield tmp
+        os.replace(tmp, dst)  # dst is absent or an empty folder, which rename replaces
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{dst}: writing failed ({e.strerror or e}{': ' + e.filename if e.filename else ''}); "
+                        "nothing was left behind") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _write_pngs(dst: Path, images, labels, names: list[str]) -> int:
@@ -30,9 +59,10 @@ def cifar_to_folders(src: str | Path, dst: str | Path) -> dict[str, int]:
     if not is_cifar_dir(src):
         raise DataError(f"{src}: not a CIFAR pickle folder (cifar-10-batches-py or cifar-100-python)")
     _empty_destination(dst)
-    c = read_cifar(src)
-    return {"train": _write_pngs(dst / "train", c.train_images, c.train_labels, c.class_names),
-            "test": _write_pngs(dst / "test", c.test_images, c.test_labels, c.class_names)}
+    c = read_cifar(src)  # refuses class names that are not plain folder names
+    with staged(dst) as tmp:
+        return {"train": _write_pngs(tmp / "train", c.train_images, c.train_labels, c.class_names),
+                "test": _write_pngs(tmp / "test", c.test_images, c.test_labels, c.class_names)}
 
 
 def digits_to_folders(dst: str | Path) -> dict[str, int]:
@@ -42,15 +72,15 @@ def digits_to_folders(dst: str | Path) -> dict[str, int]:
     is evaluated on the same test images. Returns the number of images per split.
     """
     dst = Path(dst)
-    _empty_destination(dst)
     images, labels, names = digits_images()
     counts = {}
-    for split, idx in zip(("train", "val", "test"), stratified_split(labels, DIGITS_FRACTIONS)):
-        for name in names:
-            (dst / split / name).mkdir(parents=True, exist_ok=True)
-        for i in idx:  # named by their index in scikit-learn's array
-            Image.fromarray(images[i]).save(dst / split / names[labels[i]] / f"{i:04d}.png")
-        counts[split] = len(idx)
+    with staged(dst) as tmp:
+        for split, idx in zip(("train", "val", "test"), stratified_split(labels, DIGITS_FRACTIONS)):
+            for name in names:
+                (tmp / split / name).mkdir(parents=True, exist_ok=True)
+            for i in idx:  # named by their index in scikit-learn's array
+                Image.fromarray(images[i]).save(tmp / split / names[labels[i]] / f"{i:04d}.png")
+            counts[split] = len(idx)
     return counts
 
 
