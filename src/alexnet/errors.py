@@ -17,3 +17,11 @@ class AlexNetWarning(UserWarning):
 
 class DataWarning(AlexNetWarning):
     """Data that can be used but may not be what the user meant."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape codes, newlines, ...) written as
+    ``\\x1b``-style escapes: file names come from anywhere and must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -75,25 +75,35 @@ def set_random_state(state: dict[str, Any]) -> None:
 
 
 class StopFlag:
-    """The first Ctrl-C asks the loop to stop after the current step and save; a second one
-    interrupts at once."""
+    """Ctrl-C (SIGINT) or SIGTERM (what schedulers, ``kill`` and ``docker stop`` send) asks
+    the loop to stop after the current step and save; a second one interrupts at once.
+    ``signum`` says which signal came first (for the exit status, 128 + signum)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.set = False
-        self._previous = None
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self):
         def handler(signum, frame):
             if self.set:
                 raise KeyboardInterrupt
-            self.set = True
+            self.set, self.signum = True, signum
 
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: leave the signals as they are
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
