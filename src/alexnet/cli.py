@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import AlexNetError
+from .errors import AlexNetError, AlexNetWarning, printable
 from .models import TAPS, list_models, model_info
 
 EPILOG = "Run `alexnet COMMAND --help` for the options of a command."
@@ -73,8 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, explicit = from_namespace(TrainConfig, args)
     try:
         fit(apply_recipe(cfg, explicit), explicit)
-    except RunInterrupted:
-        return 130  # the conventional status of a program stopped by Ctrl-C
+    except RunInterrupted as e:
+        return e.exit_status  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports a killed program
     return 0
 
 
@@ -91,8 +93,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cfg = replace(cfg, recipe="finetune")
     try:
         fit(apply_recipe(cfg, explicit), explicit)
-    except RunInterrupted:
-        return 130
+    except RunInterrupted as e:
+        return e.exit_status
     return 0
 
 
@@ -121,6 +123,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")
+    if args.report:
+        from .tasks.report import evaluation_report
+
+        folder = evaluation_report(args.report, args.data, ev.split, resolve_device(args.device), checkpoint=args.checkpoint,
+                                   weights=args.weights, ten_crop=args.ten_crop, batch_size=args.batch_size,
+                                   workers=args.workers)
+        print(f"  confusion.png, per_class.csv, per_class.png, mistakes.png, unsure_correct.png written to {folder}")
     return 0
 
 
@@ -146,13 +155,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, device)
     paths, missing = gather_images(args.images)
-    predictions = missing + predictor.predict(paths, top_k=args.top_k, ten_crop=args.ten_crop)
+    predictions = missing + predictor.predict(paths, top_k=args.top_k, ten_crop=args.ten_crop, tta=args.tta)
     failures = [p for p in predictions if p.error]
     for p in failures:
         print(f"{p.path}: {p.error}", file=sys.stderr)
+    if args.explain:
+        readable = [p.path for p in predictions if not p.error]
+        written = [w for _, w in predictor.explain(readable, args.explain) if isinstance(w, Path)]
+        print(f"{len(written)} Grad-CAM pictures written to {args.explain}", file=sys.stderr)
     if args.json:
         print(json.dumps({
-            "model": predictor.description or source, "views": "ten-crop" if args.ten_crop else "centre crop",
+            "model": predictor.description or source,
+            "views": "ten-crop" if args.ten_crop else "centre crop + mirror" if args.tta else "centre crop",
             "outputs": predictor.outputs, "predictions": [p.as_dict(predictor.outputs) for p in predictions],
         }, indent=2))
         return 1 if failures else 0
@@ -163,6 +177,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for name, value in p.top:
             print(f"  {value:7.2%}  {name}" if predictor.outputs == "probability" else f"  {value:+7.3f}  {name}")
     return 1 if failures else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .tasks.export import export
+
+    done = export(args.source, args.format, args.out, quantize=args.quantize, calibration_data=args.calibration_data,
+                  calibration_images=args.calibration_images, eval_json=args.eval_json)
+    for line in done.lines:
+        print(f"  {line}")
+    print(f"{args.format}{' ' + args.quantize if args.quantize else ''} written to {done.path}; load it with "
+          f"alexnet.load({str(done.path)!r}) or --weights {done.path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .tasks.serve import ServeConfig, serve
+
+    serve(ServeConfig(source=args.source, host=args.host, port=args.port, device=args.device, top_k=args.top_k,
+                      max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
+                      max_image_pixels=args.max_image_pixels, threads=args.threads))
+    return 0
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -230,12 +265,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .tasks.plot import draw_curves, read_metrics
+    from .tasks.plot import draw_compare, write_curves
 
-    rows = read_metrics(args.run_dir)
-    if not rows:
-        raise AlexNetError(f"{args.run_dir}/metrics.csv has no finished epoch yet")
-    print(draw_curves(rows, Path(args.run_dir) / "curves.png", title=str(args.run_dir)))
+    if len(args.run_dir) == 1:
+        print(write_curves(args.run_dir[0], args.out))
+    else:
+        print(draw_compare(args.run_dir, args.out or "compare.png"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .engine.device import resolve_device
+    from .tasks.report import build_report
+
+    path = build_report(args.run_dir, args.data, args.out, resolve_device(args.device), args.batch_size,
+                        args.workers, tta=args.tta)
+    print(f"report written to {path} (PNGs and per_class.csv beside it)")
     return 0
 
 
@@ -269,6 +314,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise AlexNetError(f"prepare {args.dataset} needs SRC, the folder of the original python pickles")
         counts = cifar_to_folders(args.source, args.to_folders)
     print(f"wrote {args.dataset} to {args.to_folders}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .tasks.convert import convert_caffe, convert_keras, convert_tf_npy
+
+    if args.source == "caffe":
+        done = convert_caffe(args.prototxt, args.caffemodel, args.out, mean=args.mean)
+    elif args.source == "keras":
+        done = convert_keras(args.file, args.out, kernels=args.kernels, bgr=args.bgr, lrn_k=args.lrn_k)
+    else:
+        done = convert_tf_npy(args.file, args.out, fc6_order=args.fc6_order, lrn_k=args.lrn_k)
+    print(f"wrote {args.out}: alexnet2012, groups {','.join(map(str, done['groups']))}, LRN k={done['lrn_k']:g}, "
+          f"{done['num_classes']} classes, {done['crop']} px input less the {done['preprocess']}"
+          + (f"; kernels {done['kernels']}" if "kernels" in done else ""))
+    print(f"  use it with --weights {args.out} (predict, evaluate, features, finetune) or alexnet.load")
     return 0
 
 
@@ -337,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
                    "as the paper tested; default: the centre crop alone")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    p.add_argument("--report", metavar="DIR",
+                   help="also write to DIR the confusion matrix (confusion.png), per-class precision/recall/F1 "
+                   "(per_class.csv, per_class.png) and the most confident mistakes and least confident correct "
+                   "answers (mistakes.png, unsure_correct.png)")
     _add_loading_options(p, batch_size=256)
     p.set_defaults(func=cmd_evaluate)
 
@@ -360,9 +425,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ten-crop", action="store_true",
                    help="average over 10 views (4 corner crops, the centre crop and their mirrors), as the paper "
                    "tested; default: the centre crop alone")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the softmax of the centre crop and its mirror image")
     p.add_argument("--json", action="store_true", help="print one JSON document (model, predictions, errors) instead")
+    p.add_argument("--explain", metavar="OUT_DIR",
+                   help="also write OUT_DIR/NAME.gradcam.png per image: a Grad-CAM heat map at conv5 (where the "
+                   "image made the top-1 class) over the centre crop, titled with the class and its probability")
     p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="write a checkpoint as safetensors, ONNX (optionally int8), TorchScript or a Hugging Face folder",
+        description="Export a model for use elsewhere. Every format carries the class names, preprocessing, "
+        "architecture config and the run's metrics, and loads again with alexnet.load(PATH) and --weights PATH. "
+        "safetensors: the weights alone (no optimizer, no pickle). onnx: dynamic batch, any variant, checked "
+        "against eager PyTorch with onnxruntime before it is written (max |diff| printed); with --quantize int8 "
+        "static int8 quantization calibrated on --calibration-data, the top-1 change printed. torchscript: a "
+        "traced module that torch.jit.load reads without this package. hf: a folder with config.json, "
+        "model.safetensors and a model card README.md (data, classes, recipe, accuracy, curves). Files are "
+        "written atomically, with the usual permissions (0644 under umask 022).",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a checkpoint (runs/x/checkpoints/best.pt), or anything "
+                   "--weights takes: " + WEIGHTS_HELP)
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx", "torchscript", "hf"))
+    p.add_argument("--out", metavar="PATH", help="file (folder for hf) to write (default: beside SOURCE: "
+                   "best.safetensors, best.onnx, best.int8.onnx, best.torchscript.pt, best_hf/)")
+    p.add_argument("--quantize", choices=("int8",), help="onnx only: quantize weights and activations to int8")
+    p.add_argument("--calibration-data", metavar="DIR",
+                   help="with --quantize: images to calibrate on; a folder with train/ and val/ calibrates on "
+                   "train/ and measures the top-1 change on val/, otherwise both use DIR")
+    p.add_argument("--calibration-images", type=_at_least(1), default=256,
+                   help="images used for calibration (default: 256)")
+    p.add_argument("--eval-json", metavar="FILE",
+                   help="the report of `alexnet evaluate --json FILE` to put in the metadata and model card "
+                   "(e.g. the test accuracy)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP endpoint and a web page for a model (needs: pip install 'alexnet[serve]')",
+        description="Serve SOURCE on http://HOST:PORT: GET / is a page (works offline) to drop or choose an image "
+        "and see the top-5; POST /predict takes images as multipart (curl -F file=@cat.jpg HOST:PORT/predict) or "
+        'JSON ({"images": [BASE64, ...]}) and answers the top-k per image; GET /health, GET /info. Concurrent '
+        "requests are batched (--max-batch, --max-wait-ms); on the CPU the model runs in ONNX Runtime (int8 when "
+        "SOURCE is an int8 export), on a GPU with PyTorch. Bad input gets a 4xx with a one-line reason; the "
+        "server carries on. Binds 127.0.0.1 (this machine only) unless --host says otherwise.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a checkpoint, an export (.onnx, .safetensors, .pt, hf folder) "
+                   "or 'torchvision'")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 = every interface)")
+    p.add_argument("--port", type=_at_least(0), default=8000, help="(default: 8000)")
+    p.add_argument("--top-k", type=_at_least(1), default=5, help="classes per image unless a request asks (default: 5)")
+    p.add_argument("--max-batch", type=_at_least(1), default=32, help="images run together at most (default: 32)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a request waits for others to share its batch (default: 5)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default: 20)")
+    p.add_argument("--max-image-pixels", type=_at_least(1), default=89_478_485,
+                   help="larger images are refused before decoding (default: Pillow's 89,478,485)")
+    p.add_argument("--threads", type=_at_least(1), help="inference threads (default: PyTorch's, the core count)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "features",
@@ -434,11 +557,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "plot",
-        help="redraw a run's curves.png from its metrics.csv",
-        description="Redraw RUN_DIR/curves.png (loss and accuracy, train and validation, per epoch) from RUN_DIR/metrics.csv.",
+        help="redraw a run's curves, or overlay several runs' curves",
+        description="One RUN_DIR: redraw RUN_DIR/curves.png (or --out) from RUN_DIR/metrics.csv: loss, accuracy "
+        "(top-5 only with more than 5 classes) with the chance line and the best epoch marked, and the learning "
+        "rate. Several: overlay their loss and validation accuracy, labelled by run folder name, in --out "
+        "(default: compare.png), e.g. fine-tuning against training from scratch.",
+    )
+    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR", help="run folders written by `alexnet train`")
+    p.add_argument("--out", metavar="FILE.png", help="the picture to write")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "report",
+        help="one HTML page of what a run learned and where it fails",
+        description="Write RUN_DIR/report.html (or --out), one self-contained page that opens offline, and its "
+        "PNGs beside it: the learning curves, the scores on val (and test), the confusion matrix normalised per "
+        "true class with the most confused pairs, per-class precision/recall/F1 (also per_class.csv), the most "
+        "confident mistakes and least confident correct answers, the conv1 filters (the paper's Figure 3), the "
+        "data, timings, the model summary and the config. The test split is analysed where the data has one, "
+        "else val (the images training never saw).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `alexnet train`")
-    p.set_defaults(func=cmd_plot)
+    p.add_argument("--data", help="the data the run was trained on (default: the source its checkpoint names)")
+    p.add_argument("--out", metavar="FILE.html", help="the page to write (default: RUN_DIR/report.html)")
+    p.add_argument("--tta", action="store_true",
+                   help="also score the analysed split with flip and ten-crop views (10x slower)")
+    _add_loading_options(p, batch_size=128)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "prepare",
@@ -468,18 +613,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_at_least(0), default=2, help="cache: decoding processes (default: 2)")
     p.add_argument("--max-image-pixels", type=_at_least(1), default=89_478_485, help="cache: larger images are left out")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "convert",
+        help="Caffe's bvlc_alexnet, or its Keras / TensorFlow copies, into alexnet2012 weights (.safetensors)",
+        description="Convert the original AlexNet weights into this project's portable weights file for the "
+        "paper's two-tower network (alexnet2012): the groups, widths and classes follow from the tensors' shapes, "
+        "LRN's k from the source (Caffe's default is 1, the paper's 2), and the preprocessing the weights were "
+        "trained with (0-255 pixels less the ImageNet mean, 227 px crops of 256 px images) is stored with them, "
+        "so `--weights OUT` needs no other flag. No Caffe, protobuf or TensorFlow is needed, and nothing is "
+        "unpickled beyond numpy arrays.",
+    )
+    kinds = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    c = kinds.add_parser("caffe", help="a .caffemodel with its prototxt (both the 2014 and the later format)",
+                         description="Read bvlc_alexnet.caffemodel and its deploy.prototxt (or train_val.prototxt); "
+                         "conv1's B, G, R input channels are reordered to R, G, B.")
+    c.add_argument("--prototxt", required=True, metavar="FILE", help="deploy.prototxt: the layer structure, LRN k, input size")
+    c.add_argument("--caffemodel", required=True, metavar="FILE", help="the weights, e.g. bvlc_alexnet.caffemodel")
+    c.add_argument("--mean", metavar="FILE.binaryproto",
+                   help="the mean image (imagenet_mean.binaryproto); default: Caffe's per-channel means B, G, R "
+                   "104, 117, 123")
+    k = kinds.add_parser("keras", help="Heuritech's convnets-keras alexnet_weights.h5 (needs h5py)",
+                         description="Read convnets-keras' AlexNet weights (conv_1, conv_2_1/conv_2_2, ..., "
+                         "dense_1..3). Needs h5py: pip install 'alexnet[convert]'.")
+    k.add_argument("file", metavar="FILE.h5")
+    k.add_argument("--kernels", choices=("auto", "theano", "tensorflow"), default="auto",
+                   help="how the conv kernels are stored: theano (flipped: Theano convolves), tensorflow (as used "
+                   "by cross-correlation); auto: the file's backend attribute, else 'th'-layout kernels are "
+                   "Theano's (default: auto)")
+    k.add_argument("--bgr", action="store_true",
+                   help="conv1 expects B, G, R (default: R, G, B, as convnets-keras feeds this model)")
+    t = kinds.add_parser("tf-npy", help="bvlc_alexnet.npy, the TensorFlow copy (myalexnet)",
+                         description="Read bvlc_alexnet.npy (a pickled dict of [W, b]) with an unpickler that "
+                         "admits numpy arrays, dicts and lists only.")
+    t.add_argument("file", metavar="FILE.npy")
+    t.add_argument("--fc6-order", choices=("hwc", "chw"), default="hwc",
+                   help="order of fc6's inputs: hwc (pool5 flattened as H, W, C: caffe-tensorflow's files) or chw "
+                   "(Caffe's own) (default: hwc)")
+    for q in (k, t):
+        q.add_argument("--lrn-k", type=float, default=1.0,
+                       help="LRN's k the weights were trained with (default: 1, Caffe's, as in bvlc_alexnet)")
+    for q in (c, k, t):
+        q.add_argument("--out", required=True, metavar="FILE.safetensors", help="the weights file to write")
+        q.set_defaults(func=cmd_convert)
     return parser
 
 
+# Errors of the machine rather than of this program: a full disk, a read-only or missing
+# place to write. One line naming the path, like any other error the user must fix.
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                 errno.EEXIST, errno.ENOENT}
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, AlexNetWarning):
+        print(f"alexnet: warning: {printable(str(message))}", file=sys.stderr, flush=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Line-buffered even in a pipe or log file, so each line shows up when it is printed.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    warnings.showwarning = _one_line_warning
+    command = "?"
     try:
+        args = build_parser().parse_args(argv)
+        command = args.command
         return args.func(args)
     except AlexNetError as e:
-        print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
+        print(f"alexnet {command}: error: {printable(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS or not e.filename:
+            raise
+        print(f"alexnet {command}: error: {printable(str(e.filename))}: {e.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"alexnet {args.command}: interrupted", file=sys.stderr)
+        print(f"alexnet {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..models.onnx_file import OnnxModel, make_session
 from .loop import AMP_DTYPES
 
 BACKENDS = ("auto", "onnxruntime", "compile", "eager")
@@ -104,6 +105,8 @@ def optimize_for_inference(
     if device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)
     shape = tuple(int(s) for s in example_shape)
+    if isinstance(model, OnnxModel):  # an exported ONNX file already runs in ONNX Runtime
+        return InferenceFn(model, device, shape[1:], "onnxruntime")
     fn = InferenceFn(model, device, shape[1:], "eager", amp)
     if backend == "auto":
         backend = {"cpu": "onnxruntime", "cuda": "compile"}.get(device.type, "eager")
@@ -139,39 +142,59 @@ def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor, 
     if device.type != "cpu":
         raise RuntimeError("the onnxruntime path runs on the CPU only")
     try:
-        import onnx
-        import onnxruntime as ort
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError as e:
         raise RuntimeError(f"{e.name} is not installed (pip install onnx onnxruntime)") from None
-    buffer = io.BytesIO()
-    # The TorchScript-based exporter (onnx needed, onnxscript not) with every shape fixed to
-    # the example's: shapes computed in forward (the shape checks, cuda-convnet's padding)
-    # become constants, which a dynamic batch axis would spoil (adaptive pooling then fails
-    # to export). Its deprecation and tracer warnings say nothing useful here.
-    with warnings.catch_warnings(), torch.no_grad(), _fixed_adaptive_pools(model, example):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example.contiguous(),), buffer, dynamo=False,
-                          input_names=["images"], output_names=["logits"])
-    # Every op of these nets (conv, pool, LRN, Flatten, Gemm) works per image, so the batch
-    # dimension can be made free afterwards; optimize_for_inference checks two batch sizes.
-    graph = onnx.load_from_string(buffer.getvalue())
-    for value in (*graph.graph.input, *graph.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    del graph.graph.value_info[:]  # intermediate shapes recorded for the example's batch
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the same threads PyTorch would use
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    # No busy-waiting between calls: it costs nothing measurable here (README) and leaves the
-    # cores to data loading and other processes.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = make_session(export_onnx(model, example).SerializeToString(), device)
 
     def run(images: torch.Tensor) -> torch.Tensor:
         (logits,) = session.run(None, {"images": images.detach().contiguous().numpy()})
         return torch.from_numpy(logits)
 
     return run
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, opset: int | None = None):
+    """``model`` as an ``onnx.ModelProto``: input ``images`` (batch, C, H, W) with C, H, W of
+    ``example`` and a free batch size, output ``logits``. Every variant exports: adaptive
+    pooling becomes the fixed op it computes at this size (``_fixed_adaptive_pools``)."""
+    import onnx
+
+    buffer = io.BytesIO()
+    # The TorchScript-based exporter (onnx needed, onnxscript not) with every shape fixed to
+    # the example's: shapes computed in forward (the shape checks, cuda-convnet's padding)
+    # become constants, which a dynamic batch axis would spoil (adaptive pooling then fails
+    # to export). Its deprecation and tracer warnings say nothing useful here.
+    kwargs = {"opset_version": opset} if opset else {}
+    with warnings.catch_warnings(), torch.no_grad(), _fixed_adaptive_pools(model, example):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example.contiguous(),), buffer, dynamo=False,
+                          input_names=["images"], output_names=["logits"], **kwargs)
+    # Every op of these nets (conv, pool, LRN, Flatten, Gemm) works per image, so the batch
+    # dimension can be made free afterwards; callers check two batch sizes against eager.
+    graph = onnx.load_from_string(buffer.getvalue())
+    for value in (*graph.graph.input, *graph.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del graph.graph.value_info[:]  # intermediate shapes recorded for the example's batch
+    _undo_shared_initializers(graph)
+    return graph
+
+
+def _undo_shared_initializers(graph) -> None:
+    """Give each layer its own copy of a tensor the exporter shared between equal ones.
+
+    Equal tensors (e.g. two bias vectors still all ones) become one initializer and an
+    ``Identity`` node per other user; quantizers then miss those biases and the weights
+    no longer carry their layer's name.
+    """
+    inits = {t.name: t for t in graph.graph.initializer}
+    for node in list(graph.graph.node):
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy_ = graph.graph.initializer.add()
+            copy_.CopyFrom(inits[node.input[0]])
+            copy_.name = node.output[0]
+            graph.graph.node.remove(node)
 
 
 @contextlib.contextmanager
@@ -252,4 +275,4 @@ def _compiled(model: nn.Module, device: torch.device, example: torch.Tensor, amp
     return run
 
 
-__all__ = ["BACKENDS", "InferenceFn", "optimize_for_inference"]
+__all__ = ["BACKENDS", "InferenceFn", "export_onnx", "optimize_for_inference"]

@@ -5,11 +5,17 @@
 * ``torchvision``: torchvision's ImageNet weights (``AlexNet_Weights.IMAGENET1K_V1``),
   taken from the torch hub cache, downloaded when missing, with their 1000 categories;
 * a checkpoint of this project (it describes itself: architecture, classes, preprocessing);
+* a portable weights file (``models.portable``: ``alexnet export --format safetensors``), or
+  a folder holding one as ``model.safetensors`` (``--format hf``);
+* an exported ``.onnx`` file (``--format onnx``, float or int8): it runs in ONNX Runtime,
+  for inference only;
+* an exported TorchScript file (``--format torchscript``);
 * a bare state dict (``.pth``/``.pt``, e.g. torchvision's ``alexnet-owt-7be5be79.pth``) or a
   ``.safetensors`` file; the architecture is the registered variant whose tensors fit.
 
 Nothing here executes pickled code: ``.pth`` files are read with ``weights_only=True``
-(``checkpoint.read``) and safetensors holds tensors and strings only.
+(``checkpoint.read``), safetensors and ONNX hold tensors and strings only, and of a
+TorchScript file only the tensors and the metadata are used (the model is rebuilt here).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import io
 import os
 import socket
 import urllib.error
+import warnings
+import zipfile
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +36,8 @@ import torch
 from .. import checkpoint
 from ..data.classnames import imagenet_categories
 from ..data.transforms import Preprocess
-from .alexnet import AlexNet
+from . import onnx_file, portable
+from .alexnet import AlexNet, AlexNetConfig
 from .registry import get_model, list_models, model_info
 from .weights import WeightsError, load_state_dict, model_from_checkpoint, normalize_state_dict
 
@@ -49,6 +58,14 @@ class Pretrained:
     description: str  # one line for the user: what was loaded, from where
     spec: str  # "torchvision" or an absolute path: what to pass to load_pretrained again
     arch: str = "?"  # the registered variant, where known
+    display_names: dict[str, str] | None = None  # readable names where class names are ids (wnids)
+    metrics: dict[str, Any] | None = None  # how well the weights did, where the file says
+
+    @property
+    def labels(self) -> list[str]:
+        """One readable name per output: the display name where there is one, else the class name."""
+        shown = self.display_names or {}
+        return [shown.get(c, c) for c in self.class_names]
 
     def __iter__(self) -> Iterator[Any]:  # model, class_names, preprocess, description = load_pretrained(w)
         return iter((self.model, self.class_names, self.preprocess, self.description))
@@ -59,15 +76,23 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
     if str(spec) == TORCHVISION:
         return _from_torchvision()
     path = Path(spec).expanduser()
+    if path.is_dir() and (path / "model.safetensors").is_file():  # `alexnet export --format hf`
+        return load_pretrained(path / "model.safetensors")
     if not path.is_file():
-        raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, "
-                           "a .pth state dict or a .safetensors file")
+        raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, an exported "
+                           ".safetensors, .onnx, TorchScript file or hf folder, or a .pth state dict")
     if path.suffix == ".safetensors":
         state, meta = read_safetensors(path)
         if meta.get("format") == CLASSIFIER_FORMAT:
             raise WeightsError(f"{path} is a classifier saved by `alexnet features --classifier`; "
                                f"use `alexnet predict --classifier {path}`")
+        if meta.get("format") == portable.FORMAT:
+            return _from_weights_file(path, portable.weights_from_metadata(path, meta, state))
         return _from_state_dict(path, state)
+    if onnx_file.is_onnx(path):
+        return _from_onnx(path)
+    if _is_torchscript(path):
+        return _from_torchscript(path)
     obj = checkpoint.read(path)
     if checkpoint.is_checkpoint(obj):
         if obj.get("version", 0) > checkpoint.VERSION:
@@ -77,6 +102,13 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict or a checkpoint, found {type(obj).__name__}")
     return _from_state_dict(path, obj)
+
+
+def from_object(obj: Mapping[str, Any], source: str = "state dict") -> Pretrained:
+    """An in-memory checkpoint (a dict as ``checkpoint.read`` returns it) or state dict."""
+    if checkpoint.is_checkpoint(obj):
+        return _from_checkpoint(source, obj)
+    return _from_state_dict(source, obj)
 
 
 def imagenet_preprocess() -> Preprocess:
@@ -97,15 +129,85 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from None
 
 
-def _from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> Pretrained:
+def _spec(path: Path | str) -> str:
+    return str(path.resolve()) if isinstance(path, Path) else str(path)
+
+
+def _from_checkpoint(path: Path | str, ckpt: Mapping[str, Any]) -> Pretrained:
     model = model_from_checkpoint(ckpt).eval()
     names = list(ckpt["class_names"])
     description = f"{path} ({ckpt.get('arch', '?')}, {len(names)} classes)"
-    return Pretrained(model, names, Preprocess.from_dict(ckpt["preprocess"]), description, str(path.resolve()),
-                      ckpt.get("arch", "?"))
+    shown = ckpt.get("display_names")
+    return Pretrained(model, names, Preprocess.from_dict(ckpt["preprocess"]), description, _spec(path),
+                      ckpt.get("arch", "?"), dict(zip(names, shown)) if shown else None, checkpoint_metrics(ckpt))
 
 
-def _from_state_dict(path: Path, state: Mapping[str, Any]) -> Pretrained:
+def checkpoint_metrics(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures a checkpoint holds: its epoch's row of metrics.csv and the best val top-1."""
+    metrics = {k: v for k, v in dict(ckpt.get("metrics") or {}).items() if isinstance(v, (int, float, str))}
+    if ckpt.get("best_top1") is not None:
+        metrics["best_val_top1"] = float(ckpt["best_top1"])
+    return metrics
+
+
+def _from_weights_file(path: Path, wf: portable.WeightsFile) -> Pretrained:
+    try:
+        model = AlexNet(AlexNetConfig(**wf.model_config))
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its model config is not usable ({e})") from None
+    load_state_dict(model, wf.state_dict, str(path))
+    description = f"{path} ({wf.arch}, {len(wf.class_names)} classes)"
+    return Pretrained(model.eval(), wf.class_names, Preprocess.from_dict(wf.preprocess), description,
+                      str(path.resolve()), wf.arch, _as_dict(wf.class_names, wf.display_names), wf.metrics)
+
+
+def _from_onnx(path: Path) -> Pretrained:
+    proto, meta = onnx_file.read_onnx(path)
+    if meta.get("format") != portable.FORMAT:
+        raise WeightsError(f"{path}: an ONNX file without alexnet metadata (classes, preprocessing); "
+                           "write it with `alexnet export --format onnx`")
+    wf = portable.weights_from_metadata(path, meta, {})
+    quantized = onnx_file.is_quantized(proto)
+    kind = "int8 ONNX" if quantized else "ONNX"
+    description = f"{path} ({wf.arch}, {kind}, {len(wf.class_names)} classes)"
+    model = onnx_file.OnnxModel(onnx_file.make_session(proto.SerializeToString()), description, quantized)
+    return Pretrained(model.eval(), wf.class_names, Preprocess.from_dict(wf.preprocess), description,
+                      str(path.resolve()), wf.arch, _as_dict(wf.class_names, wf.display_names), wf.metrics)
+
+
+TORCHSCRIPT_META = "alexnet.json"  # the extra file of an exported TorchScript archive: the metadata table
+
+
+def _is_torchscript(path: Path) -> bool:
+    # A TorchScript archive is a zip holding code/; torch.save's zip files hold data.pkl only.
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _from_torchscript(path: Path) -> Pretrained:
+    import json
+
+    extra = {TORCHSCRIPT_META: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": it still reads
+            scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
+    except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends for foreign archives
+        raise WeightsError(f"{path}: not a readable TorchScript file ({(str(e).splitlines() or [repr(e)])[0]})") from None
+    return _from_weights_file(path, portable.weights_from_metadata(path, meta, dict(scripted.state_dict())))
+
+
+def _as_dict(names: list[str], shown: Any) -> dict[str, str] | None:
+    if isinstance(shown, (list, tuple)):
+        return dict(zip(names, shown))
+    return dict(shown) if shown else None
+
+
+def _from_state_dict(path: Path | str, state: Mapping[str, Any]) -> Pretrained:
     state = normalize_state_dict(state)
     arch, options = infer_arch(state)
     num_classes = state["fc8.weight"].shape[0] if "fc8.weight" in state else 1000
@@ -118,7 +220,7 @@ def _from_state_dict(path: Path, state: Mapping[str, Any]) -> Pretrained:
     else:
         names, what = [str(i) for i in range(num_classes)], f"{num_classes} unnamed classes"
         preprocess = Preprocess.for_size(model_info(arch).image_size)
-    return Pretrained(model.eval(), names, preprocess, f"{path} ({arch} state dict, {what})", str(path.resolve()), arch)
+    return Pretrained(model.eval(), names, preprocess, f"{path} ({arch} state dict, {what})", _spec(path), arch)
 
 
 def infer_arch(state: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
@@ -161,7 +263,8 @@ def _from_torchvision() -> Pretrained:
     acc = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     description = f"torchvision ImageNet weights (IMAGENET1K_V1, top-1 {acc}%) from {where}"
     return Pretrained(model.eval(), list(weights.meta["categories"]), imagenet_preprocess(), description, TORCHVISION,
-                      "alexnet")
+                      "alexnet", metrics={"imagenet_val_top1": acc / 100,
+                                          "imagenet_val_top5": weights.meta["_metrics"]["ImageNet-1K"]["acc@5"] / 100})
 
 
 def _download(weights) -> Mapping[str, torch.Tensor]:

@@ -83,12 +83,17 @@ def get_model(
 ) -> nn.Module:
     """Build a registered AlexNet variant.
 
-    ``weights`` is a path to a torchvision AlexNet state dict, a checkpoint of this
-    project, or an in-memory state dict; loading is strict about names and shapes.
+    ``weights`` is ``"torchvision"`` (its ImageNet weights, as ``--weights torchvision``), a
+    path to a torchvision AlexNet state dict, a checkpoint of this project, or an in-memory
+    state dict; loading is strict about names and shapes.
     ``options`` override fields of the variant's :class:`AlexNetConfig` (``dropout``,
     ``norm``, ...) or the variant's own switches (``bn_all`` for ``alexnet_bn``).
     """
     model = model_info(name).builder(num_classes=num_classes, **options)
+    if isinstance(weights, str) and weights == "torchvision":
+        from .pretrained import load_pretrained  # the hub cache, downloaded when missing
+
+        weights = load_pretrained(weights).model.state_dict()
     if weights is not None:
         from .weights import load_weights
 

@@ -64,7 +64,7 @@ class Predictor:
         if clf.is_classifier_file(spec):
             return cls.from_classifier(spec, device)
         p = load_pretrained(spec)
-        return cls(p.model.to(device).eval(), p.class_names, p.preprocess, device, description=p.description)
+        return cls(p.model.to(device).eval(), p.labels, p.preprocess, device, description=p.description)
 
     @classmethod
     def from_classifier(cls, path: str | Path, device: torch.device) -> "Predictor":
@@ -79,12 +79,15 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 32,
-                ten_crop: bool = False) -> list[Prediction]:
+                ten_crop: bool = False, tta: bool = False) -> list[Prediction]:
         """Top-k classes per image; an unreadable image gets an error, the rest still run.
 
         ``ten_crop``: the paper's test, the mean softmax (or score) of 10 views per image:
-        the four corner crops and the centre crop, and their mirror images.
+        the four corner crops and the centre crop, and their mirror images. ``tta``: the
+        mean of two views, the centre crop and its mirror image.
         """
+        if ten_crop and tta:
+            raise AlexNetError("--tta and --ten-crop both average views; --ten-crop already holds the mirror images")
         transform = ten_crop_transform(self.preprocess) if ten_crop else eval_transform(self.preprocess)
         if ten_crop:
             batch_size = max(1, batch_size // 10)  # ten views per image: the same memory per batch
@@ -92,17 +95,13 @@ class Predictor:
         results: dict[int, Prediction] = {}
         model = self.model
         if len(paths) >= FAST_PATH_IMAGES:  # building the fast path costs seconds: worth it for many images
-            size = self.preprocess.crop
-            model = optimize_for_inference(self.model, self.device, (batch_size * (10 if ten_crop else 1), 3, size, size))
+            size, views = self.preprocess.crop, 10 if ten_crop else 2 if tta else 1
+            model = optimize_for_inference(self.model, self.device, (batch_size * views, 3, size, size))
         batch: list[tuple[int, torch.Tensor]] = []
 
         def flush() -> None:
             x = torch.stack([t for _, t in batch]).to(self.device)
-            views = x.shape[1] if x.ndim == 5 else 1  # (B, 10, 3, H, W) with ten_crop
-            out = model(x.flatten(0, 1) if views > 1 else x).float()
-            if self.outputs == "probability":
-                out = out.softmax(dim=1)
-            out = out.view(len(batch), views, -1).mean(dim=1).cpu()
+            out = self.scores(x, model, tta).cpu()
             values, indices = out.topk(k, dim=1)
             for (i, _), v, ix in zip(batch, values, indices):
                 results[i] = Prediction(str(paths[i]), [(self.class_names[j], float(p)) for p, j in zip(v, ix)])
@@ -120,6 +119,26 @@ class Predictor:
         if batch:
             flush()
         return [results[i] for i in range(len(paths))]
+
+    def explain(self, paths: Sequence[str | Path], out_dir: str | Path) -> list[tuple[str, Path | str]]:
+        """A Grad-CAM heat map at conv5 over each image, titled with the top-1 class and its
+        probability, as ``out_dir/NAME.gradcam.png``; returns (image, PNG or error) pairs."""
+        from .gradcam import explain_files
+
+        return explain_files(self, paths, out_dir)
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor, model=None, tta: bool = False) -> torch.Tensor:
+        """``(N, 3, H, W)``, or ``(N, V, 3, H, W)`` views, -> ``(N, classes)``: the mean softmax
+        (or score) over the views; ``tta`` adds each image's mirror image as a second view."""
+        model = model or self.model
+        if tta and images.ndim == 4:
+            images = torch.stack([images, images.flip(-1)], dim=1)
+        views = images.shape[1] if images.ndim == 5 else 1
+        out = model(images.flatten(0, 1) if views > 1 else images).float()
+        if self.outputs == "probability":
+            out = out.softmax(dim=1)
+        return out.view(len(images), views, -1).mean(dim=1)
 
 
 def gather_images(items: Sequence[str]) -> tuple[list[str], list[Prediction]]:
