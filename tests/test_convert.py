@@ -34,17 +34,18 @@ CONVS, FCS = list(GEOMETRY), ["fc6", "fc7", "fc8"]
 
 # ---- random Caffe-layout weights and the numpy reference --------------------------------------
 
-def caffe_weights(groups=(1, 2, 1, 2, 2), classes=CLASSES, seed=0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def caffe_weights(groups=(1, 2, 1, 2, 2), classes=CLASSES, seed=0, widths=WIDTHS,
+                  hidden=HIDDEN) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """W (out, in/groups, k, k) and (out, in), as Caffe stores them; He-scaled so every layer is live."""
     rng = np.random.default_rng(seed)
     out, fan_in = {}, 3
-    for name, width, g in zip(CONVS, WIDTHS, groups):
+    for name, width, g in zip(CONVS, widths, groups):
         k = GEOMETRY[name][0]
         w = rng.normal(0, (2 / (fan_in // g * k * k)) ** 0.5, (width, fan_in // g, k, k))
         out[name] = (w.astype(np.float32), rng.normal(0, 1, width).astype(np.float32))
         fan_in = width
-    fan_in = WIDTHS[-1] * 6 * 6  # pool5 flattened
-    for name, n in zip(FCS, (HIDDEN, HIDDEN, classes)):
+    fan_in = widths[-1] * 6 * 6  # pool5 flattened
+    for name, n in zip(FCS, (hidden, hidden, classes)):
         # fc6 and fc7 He-scaled, fc8 small: logits of order 1, so 1e-4 is a tight tolerance.
         std = (2 / fan_in) ** 0.5 if name != "fc8" else 0.3 / fan_in**0.5
         out[name] = (rng.normal(0, std, (n, fan_in)).astype(np.float32), rng.normal(0, 0.1, n).astype(np.float32))
@@ -160,7 +161,7 @@ NET = [("conv1", "Convolution"), ("relu1", "ReLU"), ("norm1", "LRN"), ("pool1", 
 
 
 def prototxt(legacy: bool, group_lines: bool, lrn_k: float | None = None, order=NET, widths=WIDTHS,
-             classes=CLASSES, conv2_kernel=5) -> str:
+             classes=CLASSES, conv2_kernel=5, hidden=HIDDEN) -> str:
     """deploy.prototxt in the 2014 form (layers, enum types, input_dim) or the later one (layer, Input layer)."""
     text = 'name: "AlexNet"\n'
     text += ('input: "data"\n' + "".join(f"input_dim: {d}\n" for d in (10, 3, 227, 227)) if legacy else
@@ -179,7 +180,7 @@ def prototxt(legacy: bool, group_lines: bool, lrn_k: float | None = None, order=
         elif kind == "Pooling":
             params = f"pooling_param {{ pool: MAX kernel_size: 3 stride: 2 }}"
         elif kind == "InnerProduct":
-            params = f"inner_product_param {{ num_output: {classes if name == 'fc8' else HIDDEN} }}"
+            params = f"inner_product_param {{ num_output: {classes if name == 'fc8' else hidden} }}"
         elif kind == "Dropout":
             params = "dropout_param { dropout_ratio: 0.5 }"
         kind_text = {"Convolution": "CONVOLUTION", "ReLU": "RELU", "LRN": "LRN", "Pooling": "POOLING",
@@ -479,3 +480,50 @@ def test_wire_reader_packed_and_unpacked_floats():
     unpacked = b"".join(varint(5 << 3 | 5) + struct.pack("<f", v) for v in values)
     for data in (field_bytes(5, values.tobytes()), unpacked):
         assert np.array_equal(Message(data + field_varint(1, 2)).numbers(5, "<f4"), values)
+
+
+def test_converted_weights_in_the_workflow(tmp_path, split_folder):
+    """features and alexnet.load take a converted file with no other flag (finetune: below)."""
+    import alexnet
+
+    proto, model = write_caffe(tmp_path, caffe_weights())
+    mean = tmp_path / "mean.binaryproto"
+    mean.write_bytes(blob(np.full((1, 3, 256, 256), 110, np.float32), True))
+    out = tmp_path / "bvlc.safetensors"
+    convert_caffe(proto, model, out, mean=mean)
+    clf = alexnet.load(out)
+    assert clf.predict(Image.new("RGB", (320, 240), (200, 30, 30))).label in [str(i) for i in range(CLASSES)]
+    assert main(["features", "--weights", str(out), "--data", str(split_folder), "--out", str(tmp_path / "f.npz"),
+                 "--workers", "0"]) == 0
+    assert np.load(tmp_path / "f.npz")["train_features"].shape == (24, HIDDEN)
+
+
+@pytest.mark.slow
+def test_finetune_from_converted_weights(tmp_path, split_folder):
+    proto, model = write_caffe(tmp_path, caffe_weights())
+    mean = tmp_path / "mean.binaryproto"
+    mean.write_bytes(blob(np.full((1, 3, 256, 256), 110, np.float32), True))
+    out = tmp_path / "bvlc.safetensors"
+    convert_caffe(proto, model, out, mean=mean)
+    assert main(["finetune", "--weights", str(out), "--data", str(split_folder), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--batch-size", "8", "--workers", "0"]) == 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["arch"] == "alexnet2012" and ckpt["model_config"]["lrn_k"] == 1.0
+    assert ckpt["model_config"]["num_classes"] == 3 and ckpt["preprocess"]["normalize"] == "paper"
+
+
+@pytest.mark.slow
+def test_caffe_at_bvlc_alexnet_size(tmp_path):
+    """The real shapes (96..384 maps, 4096-wide fc, 1000 classes; a 244 MB 2014-format file)."""
+    widths, hidden = (96, 256, 384, 384, 256), 4096
+    weights = caffe_weights(classes=1000, widths=widths, hidden=hidden)
+    proto, model = write_caffe(tmp_path, weights, legacy=True, group_lines=False, widths=widths, hidden=hidden,
+                               classes=1000)
+    done = convert_caffe(proto, model, tmp_path / "bvlc_alexnet.safetensors")
+    assert done["groups"] == (1, 2, 1, 2, 2)
+    loaded = load_pretrained(tmp_path / "bvlc_alexnet.safetensors")
+    assert sum(p.numel() for p in loaded.model.parameters()) == 60_965_224  # the paper's count, as alexnet2012's
+    x = random_input(n=1)
+    with torch.no_grad():
+        got = loaded.model(torch.from_numpy(np.ascontiguousarray(x[:, ::-1]))).double().numpy()
+    assert np.abs(got - caffe_forward(weights, x)).max() < 1e-4
