@@ -63,6 +63,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     size = args.image_size or model_info(args.arch).image_size
     if size < model.min_input_size:
         raise AlexNetError(f"--image-size {size} is below {args.arch}'s minimum of {model.min_input_size}")
+    import torch
+
+    from .engine.memory import check_image_size
+
+    check_image_size(model.config, size, 1, torch.device("cpu"), training=False)  # summarize runs one image
     title = f"{args.arch}: input (N, 3, {size}, {size}), {args.num_classes} classes"
     print(format_summary(summarize(model, size), title))
     return 0
@@ -102,13 +107,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .tasks.evaluate import evaluate_checkpoint, evaluate_pretrained
 
+    from .outputs import check_output, json_with, write_text
+
     source = _one_model_source(args, ("checkpoint", "weights"))
+    if args.json:
+        check_output(args.json, "an evaluation report", json_with("split", "top1_acc"), args.overwrite)
+
+    def skipped(problem: str) -> None:
+        print(f"skipped unreadable image: {printable(problem)}", file=sys.stderr, flush=True)
+
     if args.weights:
         ev = evaluate_pretrained(args.weights, args.data, resolve_device(args.device), args.split, args.batch_size,
-                                 args.workers, ten_crop=args.ten_crop)
+                                 args.workers, ten_crop=args.ten_crop, on_skipped=skipped)
     else:
         ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size,
-                                 args.workers, ten_crop=args.ten_crop)
+                                 args.workers, ten_crop=args.ten_crop, on_skipped=skipped)
     r = ev.result
     print(f"{source} on {ev.data} [{ev.split}, {r.images} images, {ev.views}]")
     print(f"  loss   {r.loss:.4f}")
@@ -119,9 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  (ran with {ev.backend})")
     if args.json:
         report = {("weights" if args.weights else "checkpoint"): source, "data": ev.data, "split": ev.split,
-                  "views": ev.views, "backend": ev.backend, **r.as_dict()}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+                  "views": ev.views, "backend": ev.backend, **r.as_dict(), "skipped_files": ev.skipped_files}
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"  written to {args.json}")
     if args.report:
         from .tasks.report import evaluation_report
@@ -158,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictions = missing + predictor.predict(paths, top_k=args.top_k, ten_crop=args.ten_crop, tta=args.tta)
     failures = [p for p in predictions if p.error]
     for p in failures:
-        print(f"{p.path}: {p.error}", file=sys.stderr)
+        print(f"{printable(p.path)}: {printable(p.error)}", file=sys.stderr)
     if args.explain:
         readable = [p.path for p in predictions if not p.error]
         written = [w for _, w in predictor.explain(readable, args.explain) if isinstance(w, Path)]
@@ -173,8 +185,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in predictions:
         if p.error:
             continue
-        print(p.path)
+        print(printable(p.path))  # a file name may hold terminal escape codes
         for name, value in p.top:
+            name = printable(name)
             print(f"  {value:7.2%}  {name}" if predictor.outputs == "probability" else f"  {value:+7.3f}  {name}")
     return 1 if failures else 0
 
@@ -206,8 +219,14 @@ def cmd_features(args: argparse.Namespace) -> int:
     from .tasks import classifier
     from .tasks.features import extract_splits, save_features
 
+    from .outputs import check_output, npz_with
+
     if args.classifier_out and not args.classifier:
         raise AlexNetError("--classifier-out needs --classifier logreg|svm|mlp")
+    check_output(args.out, "a features file", npz_with("layer", "class_names"), args.overwrite)
+    if args.classifier:
+        check_output(args.classifier_out or Path(args.out).with_name(f"{Path(args.out).stem}.{args.classifier}.safetensors"),
+                     "a classifier file", classifier.is_classifier_file, args.overwrite)
     pretrained = load_pretrained(args.weights)
     print(f"weights: {pretrained.description}")
     features = extract_splits(pretrained, args.data, args.layer, resolve_device(args.device), args.val_split,
@@ -246,10 +265,14 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
-    from .tasks.bench import bench_arch, format_table, header_line
+    from .engine.memory import check_arch_size
+    from .tasks.bench import bench_arch, default_batch_size, format_table, header_line
 
     device = resolve_device(args.device)
     timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": args.rounds, "min_seconds": 1.0}
+    for arch in args.arch:  # every size checked before anything is measured
+        size = args.image_size or model_info(arch).image_size
+        check_arch_size(arch, size, args.batch_size or default_batch_size(size), device, training=True)
     print(f"alexnet bench on {device}: {header_line(device)}", flush=True)
     results = []
     for arch in args.arch:
@@ -393,7 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="a .pt file written by `alexnet train`")
     p.add_argument("--weights", metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--data", required=True, help="'digits' or a folder, as for train")
-    p.add_argument("--split", choices=("train", "val", "test"), help="default: test if the source has one, else val")
+    p.add_argument("--split", choices=("train", "val", "test", "all"),
+                   help="all: every image of the source; val of a folder of class folders: the part training held "
+                   "out with its --val-split (default: test if the source has one; all of a folder of class folders; "
+                   "else val)")
+    p.add_argument("--overwrite", action="store_true", help="let --json replace a file that is not an evaluation report")
     p.add_argument("--ten-crop", action="store_true",
                    help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
                    "as the paper tested; default: the centre crop alone")
@@ -503,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER",
                    help=f"the activations to save, after its ReLU: {', '.join(TAPS)} (default: fc7)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="the features file to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --out and --classifier-out replace files that are not features or classifier files")
     p.add_argument("--classifier", choices=("logreg", "svm", "mlp"),
                    help="also fit: logreg (multinomial logistic regression), svm (LinearSVC: scores, not "
                    "probabilities) or mlp (one hidden layer of 256 ReLU units)")
