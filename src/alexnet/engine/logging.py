@@ -1,14 +1,19 @@
-"""What a run shows and leaves behind: console lines, metrics.csv, TensorBoard, curves.png."""
+"""What a run shows and leaves behind: console lines, metrics.csv, TensorBoard, curves.png.
+
+TensorBoard gets the scalars, the config as text, the conv1 filters each epoch and the
+config as hparams against the best validation top-1 (the HParams tab compares runs)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..tasks.plot import draw_curves
+from .visuals import conv1_grid, draw_curves
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds")
 
@@ -16,14 +21,28 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "v
 class RunLogger:
     """Writes only on the main rank; every other rank gets a silent one (``enabled=False``)."""
 
-    def __init__(self, out: Path, enabled: bool, purge_step: int | None = None, title: str = ""):
-        self.out, self.enabled, self.title = out, enabled, title
+    def __init__(self, out: Path, enabled: bool, purge_step: int | None = None, title: str = "",
+                 classes: int | None = None, config: dict[str, Any] | None = None):
+        self.out, self.enabled, self.title, self.classes = out, enabled, title, classes
         self.tb = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events a killed run wrote after its last checkpoint.
             self.tb = SummaryWriter(str(out / "tb"), purge_step=purge_step)
+            if config is not None:
+                self._describe(config)
+
+    def _describe(self, config: dict[str, Any]) -> None:
+        """The config as text, and as hparams whose metric is the best val top-1 so far."""
+        from torch.utils.tensorboard.summary import hparams
+
+        text = json.dumps(config, indent=2)
+        self.tb.add_text("config", "\n".join("    " + line for line in text.splitlines()))  # markdown code block
+        # hparams takes numbers, strings and booleans: lists and None become text.
+        values = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
+        for summary in hparams(values, {"hparams/best_val_top1": 0.0}):
+            self.tb.file_writer.add_summary(summary)
 
     def progress(self, total: int, epoch: int, epochs: int, initial: int = 0):
         from tqdm import tqdm
@@ -46,9 +65,9 @@ class RunLogger:
             x = batch[:32].float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
             self.tb.add_image("train/augmented_batch", make_grid(x.clamp(0, 1), nrow=8), global_step)
 
-    def epoch(self, history: list[dict[str, float]], global_step: int) -> None:
+    def epoch(self, history: list[dict[str, float]], global_step: int, model: torch.nn.Module | None = None) -> None:
         """Rewrite metrics.csv from the whole history (so a resumed run never duplicates a
-        row), log the epoch to TensorBoard and redraw curves.png."""
+        row), log the epoch (and ``model``'s conv1 filters) to TensorBoard and redraw curves.png."""
         if not self.enabled:
             return
         row = history[-1]
@@ -63,8 +82,11 @@ class RunLogger:
                 split, name = key.split("_", 1)
                 self.tb.add_scalar(f"{split}/{name}", row[key], global_step)
             self.tb.add_scalar("epoch_img_per_s", row["img_per_s"], global_step)
+            self.tb.add_scalar("hparams/best_val_top1", max(r["val_top1"] for r in history), global_step)
+            if model is not None and hasattr(model, "conv1"):
+                self.tb.add_image("conv1/filters", conv1_grid(model), global_step)
             self.tb.flush()
-        draw_curves(history, self.out / "curves.png", self.title)
+        draw_curves(history, self.out / "curves.png", self.title, self.classes)
 
     def close(self) -> None:
         if self.tb:

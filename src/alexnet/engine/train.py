@@ -267,7 +267,8 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     if d.main:  # also on resume, which may have changed --epochs, --data or --workers
         (out / "config.json").write_text(cfg.to_json() + "\n")
 
-    logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}")
+    logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}",
+                       classes=len(splits.class_names), config=asdict(cfg))
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
         f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}; "
@@ -391,7 +392,7 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
     else:
         progress.epochs_since_best += 1
     run.save("last.pt")
-    run.logger.epoch(progress.history, progress.position.global_step)
+    run.logger.epoch(progress.history, progress.position.global_step, run.model)
     run.log(
         f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
         f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  lr {lr:.3g}  "

@@ -73,15 +73,13 @@ def find_neighbors(pretrained: Pretrained, data: str, query: str, k: int = 8, sp
 
 def draw(result: Neighbors, path: str | os.PathLike, thumb: float = 1.9) -> Path:
     """The query, then its neighbours nearest first, each titled with its distance and class."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
+    from ..engine.visuals import new_figure, save_figure
 
     n = len(result.neighbors) + 1
     cols = min(n, 9)  # the query and 8 neighbours in one row, as in the paper's figure
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(thumb * cols, (thumb + 0.5) * rows + 0.3), squeeze=False)
+    fig = new_figure(thumb * cols, (thumb + 0.5) * rows + 0.3)  # its own canvas: a notebook's backend is left alone
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(result.query_image.convert("RGB"))
@@ -90,9 +88,4 @@ def draw(result: Neighbors, path: str | os.PathLike, thumb: float = 1.9) -> Path
         ax.imshow(image.convert("RGB"))  # grey digits would otherwise get a colour map
         ax.set_title(f"{nb.label}\nd = {nb.distance:.3g}", fontsize=8)
     fig.suptitle(f"nearest {result.split} images in {result.layer} space (Euclidean)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
