@@ -145,10 +145,14 @@ def read_mean(path: str | Path) -> np.ndarray:
 def read_prototxt(path: str | Path) -> NetSpec:
     try:
         tree = parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConvertError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    except OSError as e:
+        raise ConvertError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConvertError(f"{path}: not a text prototxt (binary: is it the caffemodel?)") from None
     except PrototxtError as e:
         raise ConvertError(f"{path}: not a prototxt ({e})") from None
+    except RecursionError:
+        raise ConvertError(f"{path}: not a prototxt (nested too deeply)") from None
     layers = [_typed(layer, path) for layer in tree.get("layer", []) + tree.get("layers", [])]
     chain = [(name, kind, layer) for name, kind, layer in layers if kind in set(CHAIN) | {"Dropout"}]
     kinds = [kind for _, kind, _ in chain if kind != "Dropout"]

@@ -56,6 +56,12 @@ def build_model(layers: dict[str, Layer], *, lrn_k: float, bgr: bool, source: st
     """
     if missing := [name for name in LAYERS if name not in layers]:
         raise ConvertError(f"{source}: no weights for {', '.join(missing)}")
+    for name in LAYERS:
+        for part in ("weight", "bias"):
+            array = getattr(layers[name], part)
+            if not np.issubdtype(array.dtype, np.number) or 0 in array.shape:
+                raise ConvertError(f"{source}: {name} {part} is {array.dtype} of shape {tuple(array.shape)}; "
+                                   "numbers expected")
     widths, groups = _conv_shapes(layers, source)
     hidden, num_classes = _fc_shapes(layers, widths[-1] * PAPER.pool5_size**2, source)
     # The paper's init stays in the config: a new fc8 for fine-tuning gets N(0, 0.01).

@@ -63,7 +63,8 @@ def load_npy_object(path: str | Path) -> object:
             obj = ArraysOnlyUnpickler(f, encoding="latin1").load()
     except OSError as e:
         raise ConvertError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (ValueError, EOFError, pickle.UnpicklingError, TypeError, AttributeError, IndexError) as e:
+    except (ValueError, EOFError, pickle.UnpicklingError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError, MemoryError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConvertError(f"{path}: not a bvlc_alexnet.npy file ({reason})") from None
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():  # np.save(dict) wraps it
