@@ -100,6 +100,13 @@ def _latin1_bytes(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _empty_bytes(*args):
+    """``bytes()`` as Python 3 pickles b"" at protocol 2; with arguments it could allocate at will."""
+    if args:
+        raise Refused("it calls bytes() with arguments")
+    return b""
+
+
 # The only globals the original batch files name (read with pickletools), under numpy 1's
 # and numpy 2's module name for the array constructor; ``ndarray.__reduce__`` hands back
 # that constructor, whichever numpy is installed.
@@ -109,7 +116,9 @@ _NUMPY_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _plain_dtype,
-    ("_codecs", "encode"): _latin1_bytes,  # not in the originals: bytes in Python 3's protocol-2 copies
+    # Not in the originals: how Python 3 writes bytes at protocol 2 (copies re-pickled by it).
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
 }
 
 

@@ -50,7 +50,7 @@ class Splits:
     def get(self, name: str) -> Dataset:
         """``train``, ``val``, ``test``, or ``all``: every image of the source, each once."""
         if name == "all":
-            return ConcatDataset([getattr(self, n) for n in self.available])
+            return AllImages([getattr(self, n) for n in self.available])
         ds = {"train": self.train, "val": self.val, "test": self.test}[name]
         if ds is None:
             raise DataError(f"this data source has no '{name}' split (it has: {', '.join(self.available)})")
@@ -80,6 +80,20 @@ class ArrayImages(Dataset):
 
     def __getitem__(self, i: int):
         return Image.fromarray(self.images[i]), self.targets[i]
+
+
+class AllImages(ConcatDataset):
+    """Every split of a source, one after the other, with their labels (and files)."""
+
+    @property
+    def targets(self) -> list[int]:
+        return [t for d in self.datasets for t in d.targets]
+
+    @property
+    def paths(self) -> list[str]:
+        if not all(hasattr(d, "paths") for d in self.datasets):
+            raise AttributeError("paths")  # images held in memory (digits, CIFAR) have none
+        return [p for d in self.datasets for p in d.paths]
 
 
 class BadSample(NamedTuple):
@@ -284,7 +298,7 @@ def _describe(root: Path, how: str, classes: list[str], splits: Sequence[Dataset
 
 
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Splits:
+                max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True) -> Splits:
     preprocess = preprocess or Preprocess.for_size(image_size)
     dirs = split_folders(root)
     if "train" in dirs:
@@ -313,7 +327,13 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
         classes = train.classes
     else:
         full = _image_folder(root, max_pixels)
-        train_idx, val_idx = split_off_val(full.targets, val_split, root)
+        try:
+            train_idx, val_idx = split_off_val(full.targets, val_split, root)
+        except DataError:
+            if split_required:
+                raise
+            train_idx, val_idx = list(range(len(full))), []  # scored whole: too few images to split
+
         splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
         how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
         classes = full.classes
@@ -337,11 +357,13 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
 
 def open_source(
     source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None, *,
-    download: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    download: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True,
 ) -> Splits:
     """Open ``--data``: ``digits``, ``cifar10``/``cifar100`` (from the data root, fetched
     with ``download``), a CIFAR pickle folder, or a folder of images. ``preprocess`` (from
-    a checkpoint) overrides the source's default. ``max_pixels``: larger images are refused."""
+    a checkpoint) overrides the source's default. ``max_pixels``: larger images are refused.
+    ``split_required=False``: a folder of class folders too small to split is opened whole
+    (as train, with an empty val), for scoring all of it."""
     if source == "digits":
         return open_digits(image_size, preprocess)
     if source in NAMED_CIFAR:
@@ -355,4 +377,4 @@ def open_source(
         raise DataError(f"{source}: is a file; --data takes 'digits', 'cifar10', 'cifar100' or a folder of class subfolders")
     if is_cifar_dir(root):
         return open_cifar(root, image_size, val_split, preprocess)
-    return open_folder(root, image_size, val_split, preprocess, max_pixels)
+    return open_folder(root, image_size, val_split, preprocess, max_pixels, split_required)

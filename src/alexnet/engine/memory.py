@@ -85,3 +85,13 @@ def check_image_size(config: AlexNetConfig, size: int, batch: int, device: torch
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
+
+
+def check_arch_size(arch: str, size: int, batch: int, device: torch.device, training: bool,
+                    flag: str = "--image-size") -> None:
+    """:func:`check_image_size` for a registered variant, built on the meta device (no memory)."""
+    from ..models import get_model
+
+    with torch.device("meta"):
+        config = get_model(arch).config
+    check_image_size(config, size, batch, device, training, flag)

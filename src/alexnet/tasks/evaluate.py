@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,6 +14,8 @@ from ..data.loading import Transformed, eval_loader
 from ..data.transforms import eval_transform, ten_crop_transform
 from ..engine.inference import optimize_for_inference
 from ..engine.loop import EvalResult, evaluate
+from ..engine.memory import check_image_size
+from ..engine.skipped import NamingSkips, SkipList
 from ..models import model_from_checkpoint
 from ..models.pretrained import load_pretrained
 
@@ -24,6 +27,7 @@ class CheckpointEval:
     data: str
     views: str  # "centre crop" or "ten-crop"
     backend: str = "eager"  # how the network ran: onnxruntime, compile or eager (engine/inference.py)
+    skipped_files: list[str] = field(default_factory=list)  # unreadable images left out: path and reason each
 
 
 def evaluate_checkpoint(
@@ -34,22 +38,36 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     workers: int = 2,
     ten_crop: bool = False,
+    on_skipped=None,
 ) -> CheckpointEval:
     """Loss, top-1 and top-5 of the checkpoint's model on ``split`` of ``data``.
 
-    ``split`` defaults to test where the source has one, else val. A folder that was
-    split by ``--val-split`` in training is split again the same way, so its val images
-    are the ones training never saw. ``ten_crop``: the paper's 10-view test.
+    ``split`` defaults to test where the source has one; a folder of class folders is
+    scored whole (``all``); else val. ``--split val`` of a folder that was split by
+    ``--val-split`` in training is split again the same way, so its val images are the
+    ones training never saw. ``ten_crop``: the paper's 10-view test. ``on_skipped(text)``
+    hears of each unreadable image as it is met.
     """
     ckpt = checkpoint.load(path)
-    preprocess = Preprocess.from_dict(ckpt["preprocess"])
-    splits = open_source(data, preprocess.crop, ckpt["data"]["val_split"], preprocess=preprocess)
+    preprocess = preprocess_of(ckpt, path)
+    val_split = ckpt["data"].get("val_split", 0.1) if isinstance(ckpt.get("data"), dict) else 0.1
+    splits = open_source(data, preprocess.crop, val_split, preprocess=preprocess, split_required=split in ("train", "val"))
     if list(splits.class_names) != list(ckpt["class_names"]):
         raise DataError(
             f"{data} has classes {_short(splits.class_names)} but {path} was trained on "
             f"{_short(ckpt['class_names'])}; evaluate on data with the same class folders"
         )
-    return _evaluate(model_from_checkpoint(ckpt), preprocess, splits, data, device, split, batch_size, workers, ten_crop)
+    return _evaluate(model_from_checkpoint(ckpt), preprocess, splits, data, device, split, batch_size, workers, ten_crop,
+                     on_skipped)
+
+
+def preprocess_of(ckpt: dict[str, Any], path: str | Path) -> Preprocess:
+    """The checkpoint's preprocessing, or a one-line error for an entry that is not one."""
+    try:
+        return Preprocess.from_dict(ckpt["preprocess"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise checkpoint.CheckpointError(f"{path}: its 'preprocess' entry is not usable ({e}); "
+                                         "the checkpoint was edited or damaged") from None
 
 
 def evaluate_pretrained(
@@ -61,6 +79,7 @@ def evaluate_pretrained(
     workers: int = 2,
     ten_crop: bool = False,
     val_split: float = 0.1,
+    on_skipped=None,
 ) -> CheckpointEval:
     """As :func:`evaluate_checkpoint`, for a ``--weights`` value (``torchvision``, a state dict, ...).
 
@@ -69,7 +88,8 @@ def evaluate_pretrained(
     names by their categories).
     """
     p = load_pretrained(weights)
-    splits = open_source(data, p.preprocess.crop, val_split, preprocess=p.preprocess)
+    splits = open_source(data, p.preprocess.crop, val_split, preprocess=p.preprocess,
+                         split_required=split in ("train", "val"))
     # wnid folders (n02123045) are matched through the readable names the data source gives them
     if list(p.class_names) not in (list(splits.class_names), list(splits.display_names or [])):
         raise DataError(
@@ -77,21 +97,24 @@ def evaluate_pretrained(
             "evaluate needs data whose class folders are the weights' classes (fine-tune or use "
             "`alexnet features --classifier` for other classes)"
         )
-    return _evaluate(p.model, p.preprocess, splits, data, device, split, batch_size, workers, ten_crop)
+    return _evaluate(p.model, p.preprocess, splits, data, device, split, batch_size, workers, ten_crop, on_skipped)
 
 
 def _evaluate(model, preprocess: Preprocess, splits, data: str, device: torch.device, split: str | None,
-              batch_size: int, workers: int, ten_crop: bool) -> CheckpointEval:
+              batch_size: int, workers: int, ten_crop: bool, on_skipped=None) -> CheckpointEval:
     split = split or splits.default_eval_split
+    check_image_size(model.config, preprocess.crop, batch_size, device, training=False, flag="the input size")
     transform = ten_crop_transform(preprocess) if ten_crop else eval_transform(preprocess)
     # Ten views per image: a tenth of the images per batch keeps memory the same.
-    loader = eval_loader(Transformed(splits.get(split), transform),
-                         max(1, batch_size // 10) if ten_crop else batch_size, workers, device.type == "cuda")
+    skipped = SkipList(on_skipped)
+    loader = NamingSkips(eval_loader(Transformed(splits.get(split), transform),
+                                     max(1, batch_size // 10) if ten_crop else batch_size, workers,
+                                     device.type == "cuda"), skipped)
     views = "ten-crop" if ten_crop else "centre crop"
     # The fastest checked inference path for the device (ONNX Runtime on the CPU: see
     # engine/inference.py); it falls back to eager PyTorch by itself.
     net = optimize_for_inference(model, device, (min(batch_size, 64), 3, preprocess.crop, preprocess.crop))
-    return CheckpointEval(evaluate(net, loader, device), split, data, views, net.backend)
+    return CheckpointEval(evaluate(net, loader, device), split, data, views, net.backend, skipped.files)
 
 
 def _short(names: list[str], n: int = 5) -> str:

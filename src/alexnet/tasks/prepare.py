@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import torch
 from PIL import Image
 
 from ..checkpoint import umask_mode
@@ -89,9 +90,11 @@ def cache_data(data: str, arch: str, image_size: int | None, val_split: float, c
     """Build (or check) the image caches ``train --cache`` will read for ``data``."""
     from ..data import open_source
     from ..data.cache import cache_split
+    from ..engine.memory import check_arch_size
     from ..models import model_info
 
     size = image_size or model_info(arch).image_size
+    check_arch_size(arch, size, 1, torch.device("cpu"), training=False)  # a cache image is decoded whole in memory
     splits = open_source(data, size, val_split, max_pixels=max_pixels)
     if splits.preprocess.resize == splits.preprocess.crop:
         raise DataError(f"{data}: its images are used whole at the network size; there is nothing to cache")
