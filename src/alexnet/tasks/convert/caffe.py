@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .mapping import CAFFE_CROP, CONV_GEOMETRY, ConvertError, Layer, build_model, caffe_preprocess, save_converted
+from .mapping import CAFFE_CROP, CONV_GEOMETRY, LAYERS, ConvertError, Layer, build_model, caffe_preprocess, save_converted
 from .prototxt import PrototxtError, Tree, parse
 from .wire import Message, WireError
 
@@ -56,7 +56,7 @@ def convert_caffe(prototxt: str | Path, caffemodel: str | Path, out: str | Path,
     spec = read_prototxt(prototxt)
     blobs = read_caffemodel(caffemodel)
     layers = {}
-    for paper, name in zip(("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"), spec.conv + spec.fc):
+    for paper, name in zip(LAYERS, spec.conv + spec.fc):
         if name not in blobs:
             raise ConvertError(f"{caffemodel}: no layer {name!r} (the prototxt's {paper}); it has "
                                f"{', '.join(n for n in blobs if blobs[n]) or 'no weighted layers'}")
@@ -153,8 +153,8 @@ def read_prototxt(path: str | Path) -> NetSpec:
         raise ConvertError(f"{path}: not a prototxt ({e})") from None
     except RecursionError:
         raise ConvertError(f"{path}: not a prototxt (nested too deeply)") from None
-    layers = [_typed(layer, path) for layer in tree.get("layer", []) + tree.get("layers", [])]
-    chain = [(name, kind, layer) for name, kind, layer in layers if kind in set(CHAIN) | {"Dropout"}]
+    layers = [_typed(layer) for layer in tree.get("layer", []) + tree.get("layers", [])]
+    chain = [(name, kind, layer) for name, kind, layer in layers if kind in CHAIN or kind == "Dropout"]
     kinds = [kind for _, kind, _ in chain if kind != "Dropout"]
     if kinds != CHAIN:
         raise ConvertError(f"{path}: layers {' '.join(kinds) or '(none)'} are not AlexNet's "
@@ -175,7 +175,7 @@ def read_prototxt(path: str | Path) -> NetSpec:
                    _input_size(tree, layers, path))
 
 
-def _typed(layer: Tree, path) -> tuple[str, str, Tree]:
+def _typed(layer: Tree) -> tuple[str, str, Tree]:
     name = str(_one(layer, "name", ""))
     kind = _one(layer, "type", "")
     return name, V1_TEXT_TYPES.get(kind, kind) if isinstance(kind, str) else V1_TYPES.get(kind, str(kind)), layer

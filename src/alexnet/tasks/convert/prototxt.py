@@ -30,9 +30,7 @@ class PrototxtError(AlexNetError, ValueError):
 
 
 def parse(text: str) -> Tree:
-    tokens = _tokenize(text)
-    tree, pos = _message(tokens, 0, None)
-    return tree
+    return _message(_tokenize(text), 0, None)[0]
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
