@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, get_type_hints
 
 from ..errors import AlexNetError
+from ..data.augment import AUTO_AUGMENTS
 from ..models import list_models
+from .scratch import COMMON as SCRATCH_COMMON
 from .optim import SCHEDULES
 
 
@@ -23,8 +26,13 @@ def _opt(help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-# Section 5 of the paper. Applied to every field the user did not set on the command line.
+# Applied to every field the user did not set on the command line.
 RECIPES: dict[str, dict[str, Any]] = {
+    # The default: settings chosen from the data (engine/scratch.py); these are the fixed part.
+    "scratch": dict(SCRATCH_COMMON),
+    # Only the flags' own defaults.
+    "none": {},
+    # Section 5 of the paper.
     "paper": {
         "arch": "alexnet2012",
         "image_size": 224,
@@ -76,7 +84,7 @@ RESUME_OVERRIDES = {"data", "epochs", "workers", "device", "log_every", "save_ev
 @dataclass
 class TrainConfig:
     data: str | None = _opt("'digits' (ships with scikit-learn); a CIFAR-10/100 python pickle folder; or a folder: DIR/train/<class>/ [+ DIR/val/<class>/] [+ DIR/test/<class>/], or DIR/<class>/", default=None, group="data")
-    recipe: str | None = _opt("'paper': section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, mean-image normalisation, PCA lighting 0.1). 'fast': small images in little time (alexnet_cifar with BatchNorm after every conv at 64 px, 80/20 split, --cache resident on a GPU, batch 128, one-cycle lr 0.02 over 40 epochs, label smoothing 0.1, bf16 and channels_last on CUDA). Flags you give override either", default=None, choices=tuple(RECIPES))
+    recipe: str | None = _opt("scratch (the default when no --arch, --weights or --model-option is given): chosen from the data: network and input size from the images, batch and run length from their number; BatchNorm, scale crops, TrivialAugment, erasing, label smoothing, Nesterov SGD one-cycle, EMA. paper: section 5 of the paper (alexnet2012 at 224, SGD momentum 0.9 in the paper's form, weight decay 0.0005, batch 128, lr 0.01 divided by 10 on plateau at most 3 times, 90 epochs, mean-image normalisation, PCA lighting 0.1). fast: alexnet_cifar with BatchNorm at 64 px, --cache resident on a GPU, one-cycle lr 0.02 over 40 epochs. none: only the flags' defaults. Flags you give override any recipe", default=None, choices=tuple(RECIPES))
     arch: str = _opt("model variant (`alexnet models` lists them)", default="alexnet", choices=list_models)
     model_option: list[str] | None = _opt(
         "KEY=VALUE overriding the variant's config, repeatable: bn_all=true (alexnet_bn with BatchNorm after "
@@ -95,6 +103,12 @@ class TrainConfig:
     decode_on_device: bool = _opt("image folders: the workers only read each JPEG's bytes and the training device decodes a whole batch at once (nvJPEG through torchvision.io.decode_jpeg on a GPU), then crops, flips and normalises there; no cache to build, so the first epoch is fast too. Other formats are decoded by Pillow in the workers. Meant for GPUs: on the CPU the plain path's workers decode in parallel and are faster", default=False, group="data")
     cache_dir: str | None = _opt("where --cache keeps its files (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)", default=None, group="data")
     strict: bool = _opt("decode every image before training and stop with the list of unreadable files; without it unreadable files are reported and skipped", default=False, group="data")
+    crop_scale: float = _opt("smallest fraction of the image's area a training crop covers: random scale (and aspect ratio 3/4 to 4/3) as in torchvision's RandomResizedCrop, resized to the network size; 1: the paper's fixed-size random crop", default=1.0, group="augmentation")
+    color_jitter: float = _opt("random brightness, contrast and saturation factors in [1 - x, 1 + x] (0: off)", default=0.0, group="augmentation")
+    auto_augment: str = _opt("an automatic augmentation policy from torchvision: trivialaugment (TrivialAugmentWide), randaugment, autoaugment (the ImageNet policy), or none", default="none", choices=AUTO_AUGMENTS, group="augmentation")
+    random_erasing: float = _opt("probability of erasing a random rectangle of each training image (RandomErasing, 0: off)", default=0.0, group="augmentation")
+    mixup: float = _opt("MixUp: blend pairs of images and their labels with weight ~ Beta(x, x) per batch (0: off; e.g. 0.2)", default=0.0, group="augmentation")
+    cutmix: float = _opt("CutMix: paste a box of one image into another, labels by area, box area ~ Beta(x, x) (0: off; e.g. 1.0). With --mixup too, each batch uses one of the two at random", default=0.0, group="augmentation")
     max_image_pixels: int = _opt("refuse images with more pixels than this (decompression bombs; Pillow's default limit)", default=89_478_485, group="data")
 
     epochs: int = _opt("passes over the training set", default=10, group="optimisation")
@@ -112,6 +126,10 @@ class TrainConfig:
     step_epochs: int = _opt("epochs between drops for --schedule step", default=30, group="optimisation")
     gamma: float = _opt("factor per drop for --schedule step", default=0.1, group="optimisation")
     plateau_patience: int = _opt("epochs without a better val error before --schedule plateau divides lr by 10", default=5, group="optimisation")
+    optimizer: str = _opt("sgd (momentum --momentum) or adamw (betas 0.9, 0.999; --weight-decay is then decoupled from the gradient, try 0.05)", default="sgd", choices=("sgd", "adamw"), group="optimisation")
+    nesterov: bool = _opt("Nesterov momentum for --optimizer sgd", default=False, group="optimisation")
+    accumulate: int = _opt("split each batch into this many chunks, forward and backward one at a time, and step once: the same --batch-size in 1/N of the activation memory (BatchNorm then sees chunks)", default=1, group="optimisation")
+    ema: float = _opt("keep an exponential moving average of the weights (and BatchNorm statistics) with this decay per step, e.g. 0.999; evaluated every epoch beside the weights, and best.pt holds whichever scored better (0: off)", default=0.0, group="optimisation")
     label_smoothing: float = _opt("label smoothing of the cross-entropy (0: off)", default=0.0, group="optimisation")
     clip_grad_norm: float | None = _opt("clip the gradient's global L2 norm to this", default=None, group="optimisation")
     early_stop: int = _opt("stop when val top-1 has not improved for this many epochs (0: never)", default=0, group="optimisation")
@@ -135,6 +153,14 @@ class TrainConfig:
     backbone_lr_scale: float = _opt("learning rate of every layer but fc8, as a fraction of --lr (finetune: 0.1)", default=1.0, group="fine-tuning")
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # nan passes no comparison and inf passes some: refuse both first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 < self.val_split < 1 or (self.dropout is not None and not 0 <= self.dropout < 1):
+            raise ConfigError(f"need 0 < --val-split < 1 and 0 <= --dropout < 1, got {self.val_split} and {self.dropout}")
+        if (self.image_size is not None and self.image_size < 1) or self.gamma <= 0:
+            raise ConfigError(f"need --image-size >= 1 and --gamma > 0, got {self.image_size} and {self.gamma}")
         for name in ("epochs", "batch_size", "log_every", "step_epochs", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -144,9 +170,20 @@ class TrainConfig:
             raise ConfigError(f"--backbone-lr-scale must be positive, got {self.backbone_lr_scale}")
         if self.max_image_pixels < 1:
             raise ConfigError(f"--max-image-pixels must be at least 1, got {self.max_image_pixels}")
-        for name in ("workers", "save_every_steps", "early_stop", "stats_images", "lighting", "warmup_epochs", "label_smoothing"):
+        for name in ("workers", "save_every_steps", "early_stop", "stats_images", "lighting", "warmup_epochs", "label_smoothing",
+                     "color_jitter", "random_erasing", "mixup", "cutmix", "ema"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if not 0 < self.crop_scale <= 1:
+            raise ConfigError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
+        if self.random_erasing > 1 or self.ema >= 1 or self.label_smoothing >= 1:
+            raise ConfigError("--random-erasing must be at most 1, --ema and --label-smoothing below 1")
+        if self.accumulate < 1 or self.batch_size % self.accumulate:
+            raise ConfigError(f"--accumulate {self.accumulate} must be at least 1 and divide --batch-size {self.batch_size}")
+        if self.nesterov and (self.optimizer != "sgd" or self.paper_momentum or self.momentum == 0):
+            raise ConfigError("--nesterov needs --optimizer sgd with momentum, without --paper-momentum")
+        if self.optimizer == "adamw" and self.paper_momentum:
+            raise ConfigError("--paper-momentum is an SGD update; drop it or use --optimizer sgd")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigError(f"--clip-grad-norm must be positive, got {self.clip_grad_norm}")
         if self.cache and self.decode_on_device:
@@ -158,8 +195,15 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2)
 
 
+# Choosing any of these means choosing the network: no recipe is then implied.
+_OWN_NETWORK = {"arch", "weights", "model_option", "resume"}
+
+
 def apply_recipe(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
-    """Fill the recipe's values into every field the user did not set."""
+    """Fill the recipe's values into every field the user did not set. Without --recipe,
+    --arch, --weights or --model-option the recipe is ``scratch``."""
+    if cfg.recipe is None and not explicit & _OWN_NETWORK:
+        cfg = replace(cfg, recipe="scratch")
     if cfg.recipe is None:
         return cfg
     return replace(cfg, **{k: v for k, v in RECIPES[cfg.recipe].items() if k not in explicit})

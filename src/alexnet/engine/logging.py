@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,32 @@ import torch
 
 from .visuals import conv1_grid, draw_curves
 
-METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds")
+METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds",
+                 "ema_val_loss", "ema_val_top1")  # the last two with --ema only
+
+
+class PlainProgress:
+    """The progress bar's stand-in outside a terminal: one flushed line each time the loop
+    reports (every --log-every steps): step, the loop's figures, and the time left."""
+
+    def __init__(self, total: int, epoch: int, epochs: int, initial: int = 0):
+        self.total, self.n, self.first, self.desc = total, initial, initial, f"epoch {epoch}/{epochs}"
+        self.start, self.postfix = time.perf_counter(), None
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = values  # printed at the next update, when the step is counted
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.postfix is not None:
+            done, elapsed = self.n - self.first, time.perf_counter() - self.start
+            eta = elapsed / done * (self.total - self.n) if done else 0.0
+            figures = "  ".join(f"{k.replace('img_s', 'img/s')} {v}" for k, v in self.postfix.items())
+            print(f"{self.desc} step {self.n}/{self.total}  {figures}  ETA {int(eta) // 60}:{int(eta) % 60:02d}", flush=True)
+            self.postfix = None
+
+    def close(self) -> None:
+        pass
 
 
 class RunLogger:
@@ -47,7 +73,8 @@ class RunLogger:
     def progress(self, total: int, epoch: int, epochs: int, initial: int = 0):
         from tqdm import tqdm
 
-        # disable=None: a bar on a terminal, nothing in a log file or CI.
+        if self.enabled and not (sys.stdout.isatty() and sys.stderr.isatty()):
+            return PlainProgress(total, epoch, epochs, initial)  # a log file, a pipe, nohup, SLURM, CI
         return tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                     dynamic_ncols=True, disable=None if self.enabled else True, file=sys.stderr)
 

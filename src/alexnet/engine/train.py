@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import checkpoint
-from ..data import open_source
+from ..data import DataError, open_source
 from ..data.augment import DataStats, compute_stats
 from ..data.datasets import SPLIT_SEED, Splits
 from ..data.loading import EpochBatchSampler, collate
@@ -27,8 +29,12 @@ from ..errors import AlexNetError
 from ..models import AlexNet, AlexNetConfig, get_model, list_models, model_info, parse_model_options
 from ..models.weights import load_state_dict
 from . import distributed, finetune, pipeline
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, apply_recipe
+from .scratch import scratch_settings, survey
 from .logging import RunLogger
+from .memory import check_image_size
+from .skipped import NamingSkips, warn
+from ..data.mixing import Mixing
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
 from .resume import Progress, RunDirError, StopFlag, random_state, resolve_config, set_random_state
@@ -39,20 +45,48 @@ class DivergedError(AlexNetError):
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C stopped the run after saving it; ``--resume`` continues it."""
+    """Ctrl-C or SIGTERM stopped the run after saving it; ``--resume`` continues it.
+    ``args``: the run folder and the signal's number."""
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + (self.args[1] if len(self.args) > 1 else 2)  # the shell's convention; SIGINT is 2
 
 
 def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
     # Every rank must use the same folder, so rank 0's choice of default name wins.
     name = cfg.out or f"runs/{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(distributed.gather_objects(d, name)[0])
+    if d.main:
+        _check_outside_data(cfg, out)
     if not cfg.resume and d.main:
-        earlier = [n for n in ("checkpoints", "config.json", "metrics.csv", "tb") if (out / n).exists()]
+        earlier = [n for n in ("last.pt", "best.pt") if (out / "checkpoints" / n).exists()]
         if earlier:
-            raise RunDirError(f"{out} already holds an earlier run ({', '.join(earlier)}); continue it with --resume, "
+            raise RunDirError(f"{out} already holds an earlier run (checkpoints/{earlier[0]}); continue it with --resume, "
                               "or choose another --out")
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        # No checkpoint: a start that failed or was stopped before its first save. That is
+        # not a run; its leftovers are replaced.
+        for stale in [out / "metrics.csv", *(out / "tb").glob("events.out.tfevents.*")]:
+            stale.unlink(missing_ok=True)
+        try:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out / "checkpoints"):  # writable, not just present
+                pass
+        except OSError as e:
+            raise RunDirError(f"{out}: cannot write the run folder there ({e.strerror or e}); choose another --out") from None
     return out
+
+
+def _check_outside_data(cfg: TrainConfig, out: Path) -> None:
+    """A run folder (or cache) inside a data folder would become one of its classes."""
+    data = Path(cfg.data or "").expanduser()
+    if not cfg.data or not data.is_dir():
+        return
+    root = data.resolve()
+    for flag, path in (("--out", out), ("--cache-dir", Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None)):
+        if path is not None and path.resolve().is_relative_to(root):
+            raise RunDirError(f"{flag} {path} is inside --data {cfg.data}; it would be read as data (a class folder) "
+                              f"by the next run; put it outside")
 
 
 def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log,
@@ -92,18 +126,42 @@ def _validate_resume(ckpt: dict[str, Any], model: AlexNet, path: Path) -> None:
 def fit(cfg: TrainConfig, explicit: set[str] | None = None, log=print) -> Path:
     """Train as ``cfg`` says; returns the run folder. ``explicit``: the fields the user set
     (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config)."""
-    cfg, ckpt = resolve_config(cfg, set(explicit or ()))
-    if cfg.unfreeze_schedule and ckpt is None and "epochs" not in set(explicit or ()):
+    explicit = set(explicit) if explicit is not None else _given(cfg)
+    cfg, ckpt = resolve_config(cfg, explicit)
+    if ckpt is None:
+        cfg = apply_recipe(cfg, explicit)
+        if cfg.recipe == "scratch":
+            cfg = _scratch(cfg, explicit, log)
+    if cfg.unfreeze_schedule and ckpt is None and "epochs" not in explicit:
         cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
     d = distributed.setup(cfg.device)
     if cfg.amp == "auto":  # settled once, so config.json and a resume say what ran
         cfg = replace(cfg, amp="bf16" if d.device.type == "cuda" else "off")
     try:
-        run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None))
+        run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None), arch_given="arch" in set(explicit or ()))
         _train(run)
         return run.out
     finally:
         distributed.teardown(d)
+
+
+def _given(cfg: TrainConfig) -> set[str]:
+    """From Python, without the command line's record: the fields that differ from their defaults."""
+    defaults = TrainConfig()
+    return {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(defaults, f.name)}
+
+
+def _scratch(cfg: TrainConfig, explicit: set[str], log) -> TrainConfig:
+    """The scratch recipe's data-dependent values, for every field the user did not set."""
+    if not cfg.data:
+        raise ConfigError("--data is required: 'digits' or a folder of images")
+    splits = open_source(cfg.data, 224, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    values, why = scratch_settings(survey(splits))
+    if "arch" in explicit:  # the network chosen is used exactly as it is
+        values.pop("model_option")
+    if int(os.environ.get("RANK", "0")) == 0:  # before the process group exists: one line, not one per rank
+        log(why)
+    return replace(cfg, **{k: v for k, v in values.items() if k not in explicit})
 
 
 @dataclass
@@ -130,6 +188,8 @@ class Run:
     log: Any
     skips: pipeline.SkipReport
     plan: finetune.Plan
+    ema: AveragedModel | None = None  # --ema: the running average of the weights and BatchNorm statistics
+    best_from_ema: bool = False  # whether best.pt holds the average (it scored better) or the weights
 
     def save(self, name: str) -> None:
         """Write checkpoints/<name> with everything needed to resume exactly (rank 0 writes;
@@ -142,17 +202,26 @@ class Run:
             "arch": cfg.arch, "model_config": self.model.config.to_dict(),
             "class_names": list(self.splits.class_names), "display_names": self.splits.display_names,
             "preprocess": self.preprocess.to_dict(),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self._inference_weights(name), "optimizer": self.optimizer.state_dict(),
+            **({"ema": self.ema.state_dict(), "raw_model": self.model.state_dict()} if self.ema is not None else {}),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": p.epoch, "position": asdict(p.position), "history": p.history,
-            "best_top1": p.best_top1, "epochs_since_best": p.epochs_since_best,
+            "best_top1": p.best_top1, "epochs_since_best": p.epochs_since_best, "best_from_ema": self.best_from_ema,
             "totals": self.totals.state_dict(), "metrics": p.history[-1] if p.history else {},
             "random_state": random_states, "world": self.d.world, "train_config": asdict(cfg),
             "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED},
         })
 
 
-def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log) -> Run:
+    def _inference_weights(self, name: str) -> dict[str, torch.Tensor]:
+        """What evaluate and predict load: the weights, or in best.pt the EMA when it scored better.
+        Resuming reads ``raw_model`` when there is an EMA."""
+        if name == "best.pt" and self.best_from_ema:
+            return self.ema.module.state_dict()
+        return self.model.state_dict()
+
+
+def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log, arch_given: bool = False) -> Run:
     """Data, model, optimizer and state, fresh or from the checkpoint being resumed."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
@@ -164,6 +233,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         if cfg.model_option:
             raise ConfigError("--model-option shapes a new network; pretrained weights come with theirs")
         pretrained = load_pretrained(cfg.weights)
+        if arch_given and pretrained.arch != cfg.arch:
+            raise ConfigError(f"--arch {cfg.arch} conflicts with --weights {cfg.weights}, which is {pretrained.arch}; "
+                              "drop --arch (the weights bring their network)")
         if pretrained.arch in list_models():
             cfg = replace(cfg, arch=pretrained.arch)
     image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
@@ -171,6 +243,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    if len(splits.class_names) < 2:
+        raise DataError(f"{cfg.data}: one class ({splits.class_names[0]}); a classifier learns nothing from one class "
+                        "(every answer is right): add a folder per class, at least two")
     pipeline.check_fast_paths(cfg, splits)
     if cfg.strict:
         pipeline.check_all_images(cfg, splits, log)
@@ -185,16 +260,15 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
             log(f"weights: {pretrained.description}; fc8 replaced for {len(splits.class_names)} classes")
         else:
             log(f"weights: {pretrained.description}; its classes are the data's, fc8 kept")
-        if cfg.dropout is not None:
-            for m in model.modules():
-                if isinstance(m, nn.Dropout):
-                    m.p = cfg.dropout
+        if cfg.dropout is not None:  # through the config, which checkpoints keep and --resume rebuilds from
+            model = _with_config(model, dropout=cfg.dropout)
     elif ckpt is not None and cfg.weights:  # a fine-tuning run: the network it was saved with
         model = AlexNet(AlexNetConfig(**ckpt["model_config"]))
     else:
         model = get_model(cfg.arch, num_classes=len(splits.class_names), **options)
     if image_size < model.min_input_size:
         raise ConfigError(f"--image-size {image_size} is below {cfg.arch}'s minimum of {model.min_input_size}")
+    check_image_size(model.config, image_size, cfg.batch_size, device, training=True)
     out = prepare_run_dir(cfg, d)
     if cfg.deterministic:
         # cuBLAS needs this to be deterministic; warn_only because some CUDA kernels
@@ -216,7 +290,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         if list(ckpt["class_names"]) != list(splits.class_names):
             raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
         _validate_resume(ckpt, model, out)
-        load_state_dict(model, ckpt["model"], "checkpoint weights")
+        load_state_dict(model, ckpt.get("raw_model", ckpt["model"]), "checkpoint weights")
     elif pretrained is not None:
         preprocess = base
     else:
@@ -236,7 +310,9 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
                                 no_decay_bias_norm=not cfg.decay_bias_norm, device=device,
                                 backbone_lr_scale=cfg.backbone_lr_scale, amp=cfg.amp,
-                                layers_join_later=bool(plan.rounds))
+                                layers_join_later=bool(plan.rounds), kind=cfg.optimizer, nesterov=cfg.nesterov)
+    # After the model is on its device and before any step: the average starts as a copy.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     try:
         sampler = EpochBatchSampler(pipeline.train_size(splits, caches), cfg.batch_size, cfg.seed, d.world, d.rank)
     except ValueError as e:
@@ -251,6 +327,8 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     progress, totals = Progress(), Totals.zeros(device)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         schedule.load_state_dict(ckpt["schedule"])
         scaler.load_state_dict(ckpt["scaler"])
         progress = Progress(ckpt["epoch"], Position(**ckpt["position"]), list(ckpt["history"]),
@@ -260,7 +338,7 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
         if len(states) == d.world:
             set_random_state(states[d.rank])
         else:
-            log(f"warning: the run was saved with {len(states)} processes, now {d.world}: dropout noise will differ")
+            (warn if d.main else log)(f"warning: the run was saved with {len(states)} processes, now {d.world}: dropout noise will differ")
             torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
     else:
         torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))  # dropout: different on each rank
@@ -276,9 +354,21 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
         f"device {device}" + (f" x {d.world} processes" if d.active else ""))
     log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
-    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm)
+    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm, cfg.accumulate,
+                  Mixing(cfg.mixup, cfg.cutmix), cfg.seed, d.rank)
     return Run(cfg, d, out, splits, preprocess, model, net, optimizer, schedule, scaler, knobs, sampler, loader,
-               val_loader, progress, totals, logger, log, pipeline.SkipReport(log), plan)
+               NamingSkips(val_loader, pipeline.SkipReport(warn if d.main else log)), progress, totals, logger, log,
+               pipeline.SkipReport(warn if d.main else log), plan, ema,
+               bool(ckpt and ckpt.get("best_from_ema")))
+
+
+def _with_config(model: AlexNet, **changes: Any) -> AlexNet:
+    """``model`` rebuilt from its config with ``changes`` (layers without weights, such as
+    dropout), its weights moved over."""
+    with torch.device("meta"):  # no memory and no random draws for weights about to be replaced
+        new = AlexNet(replace(model.config, **changes))
+    new.load_state_dict(model.state_dict(), assign=True)
+    return new.train(model.training)
 
 
 def progress_epoch(ckpt: dict[str, Any] | None) -> int:
@@ -308,7 +398,7 @@ def _train(run: Run) -> None:
     """Epochs until the end, an early stop, or Ctrl-C (then ``RunInterrupted``)."""
     cfg, d, progress = run.cfg, run.d, run.progress
     if progress.position.global_step == 0 and d.main:
-        run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler),
+        run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler, pipeline.augment_of(cfg)),
                           run.preprocess.mean, run.preprocess.std, 0)
     with StopFlag() as stop:
         while progress.epoch < cfg.epochs:
@@ -318,10 +408,10 @@ def _train(run: Run) -> None:
                 _check_finite(run.totals, epoch, progress.position.step_in_epoch, run.out)
                 run.save("last.pt")
                 run.logger.close()
-                run.log(f"interrupted at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
+                run.log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
                         f"saved {run.out / 'checkpoints' / 'last.pt'}")
                 run.log(f"resume with: alexnet train --resume --out {run.out}")
-                raise RunInterrupted(run.out)
+                raise RunInterrupted(run.out, stop.signum)
             if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
                 break
     run.logger.close()
@@ -361,7 +451,7 @@ def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen:
 
     try:
         return train_one_epoch(run.net, run.loader, run.optimizer, run.schedule, run.scaler, d.device, run.knobs,
-                               run.totals, pos, after_step, run.skips)
+                               run.totals, pos, after_step, run.skips, run.ema)
     finally:
         bar.close()
 
@@ -374,20 +464,24 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
                                                      torch.tensor(float(run.totals.seen)))
     # Not through DDP: its forward may talk to other ranks, and val shards can differ by one batch.
     val = evaluate(run.model if d.active else run.net, run.val_loader, d.device, run.knobs, d)
+    ema_val = evaluate(run.ema.module, run.val_loader, d.device, run.knobs, d) if run.ema is not None else None
     lr = _lr(run.optimizer)
     reduced = run.schedule.epoch_end(1.0 - val.top1)
     row = {
         "epoch": epoch, "train_loss": loss_sum.item() / seen.item(), "train_top1": correct.item() / seen.item(),
         "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5, "lr": lr,
         "img_per_s": images * d.world / seconds, "seconds": seconds,
+        **({"ema_val_loss": ema_val.loss, "ema_val_top1": ema_val.top1} if ema_val else {}),
     }
     progress.history.append(row)
     progress.epoch = epoch
     progress.position.step_in_epoch = 0
     run.totals = Totals.zeros(d.device)
-    improved = val.top1 > progress.best_top1
+    top1 = max(val.top1, ema_val.top1) if ema_val else val.top1
+    improved = top1 > progress.best_top1
     if improved:
-        progress.best_top1, progress.epochs_since_best = val.top1, 0
+        progress.best_top1, progress.epochs_since_best = top1, 0
+        run.best_from_ema = bool(ema_val) and ema_val.top1 > val.top1
         run.save("best.pt")
     else:
         progress.epochs_since_best += 1
@@ -395,7 +489,8 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
     run.logger.epoch(progress.history, progress.position.global_step, run.model)
     run.log(
         f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
-        f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  lr {lr:.3g}  "
+        f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  "
+        + (f"EMA top-1 {ema_val.top1:.2%}  " if ema_val else "") + f"lr {lr:.3g}  "
         f"{row['img_per_s']:.0f} img/s  {seconds:.1f}s" + (" *" if improved else "")
         + ("  (lr divided by 10: val error stopped improving)" if reduced else "") + run.skips.end_epoch()
     )

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..checkpoint import atomic_write
 from ..data import DataError, Preprocess, open_source
 from ..data.loading import ignore_sigint
 from ..data.transforms import eval_transform
@@ -135,8 +136,8 @@ def extract_splits(pretrained: Pretrained, data: str, layer: str, device: torch.
 
 
 def save_features(path: str | os.PathLike, features: FeatureSet) -> Path:
+    """Written whole or not at all (through a temporary file); a file object, since np.savez
+    would otherwise append ".npz" to other names."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to other names
-        np.savez(f, **features.arrays)
+    atomic_write(path, lambda f: np.savez(f, **features.arrays))
     return path

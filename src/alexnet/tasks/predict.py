@@ -21,10 +21,12 @@ from .. import checkpoint
 from ..data.images import is_image_file, load_rgb
 from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
 from ..engine.inference import optimize_for_inference
+from ..engine.memory import check_image_size
 from ..errors import AlexNetError
 from ..models import model_from_checkpoint
 from ..models.pretrained import load_pretrained
 from . import classifier as clf
+from .evaluate import preprocess_of
 
 FAST_PATH_IMAGES = 64  # from this many images on, predict uses engine/inference.py's fastest path
 
@@ -56,7 +58,9 @@ class Predictor:
         model = model_from_checkpoint(ckpt).to(device).eval()
         # Readable names where the classes are ids (ImageNet wnid folders: "tabby", not n02123045).
         names = ckpt.get("display_names") or ckpt["class_names"]
-        return cls(model, list(names), Preprocess.from_dict(ckpt["preprocess"]), device,
+        preprocess = preprocess_of(ckpt, path)
+        check_image_size(model.config, preprocess.crop, 32, device, training=False, flag=f"{path}: input size")
+        return cls(model, list(names), preprocess, device,
                    description=f"{path} ({ckpt.get('arch', '?')})")
 
     @classmethod
