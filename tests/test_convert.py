@@ -527,3 +527,12 @@ def test_caffe_at_bvlc_alexnet_size(tmp_path):
     with torch.no_grad():
         got = loaded.model(torch.from_numpy(np.ascontiguousarray(x[:, ::-1]))).double().numpy()
     assert np.abs(got - caffe_forward(weights, x)).max() < 1e-4
+
+
+@pytest.mark.parametrize("args", [["convert"], ["convert", "caffe"], ["convert", "keras"], ["convert", "tf-npy"]])
+def test_convert_help(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert ("--out" in out) if len(args) == 2 else all(kind in out for kind in ("caffe", "keras", "tf-npy"))
