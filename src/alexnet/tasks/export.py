@@ -84,10 +84,8 @@ def export(source: str, fmt: str, out: str | Path | None = None, *, quantize: st
         if fmt == "torchscript":
             return _torchscript(pretrained, info, out)
         return _hf(pretrained, info, out)
-    except PermissionError as e:
-        raise ExportError(f"cannot write {out}: {e.strerror}") from None
-    except IsADirectoryError as e:
-        raise ExportError(f"cannot write {out}: it is a folder ({e.strerror})") from None
+    except OSError as e:  # a read-only folder, a file where a folder should be, a full disk
+        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
 
 
 def _source_info(source: str, p: Pretrained, eval_json: str | None) -> dict[str, Any]:
