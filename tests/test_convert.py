@@ -536,3 +536,17 @@ def test_convert_help(args, capsys):
     out = capsys.readouterr().out
     assert e.value.code == 0
     assert ("--out" in out) if len(args) == 2 else all(kind in out for kind in ("caffe", "keras", "tf-npy"))
+
+
+@pytest.mark.slow  # evaluate builds its ONNX Runtime path first
+def test_evaluate_converted_weights(tmp_path, capsys):
+    proto, model = write_caffe(tmp_path, caffe_weights(classes=3), classes=3)
+    out = tmp_path / "w.safetensors"
+    convert_caffe(proto, model, out)
+    for split in ("train", "val"):
+        for label in ("0", "1", "2"):  # the class names of a 3-output file are its indices
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            Image.new("RGB", (80, 64), (40 * int(label), 90, 200)).save(tmp_path / "data" / split / label / "a.png")
+    assert main(["evaluate", "--weights", str(out), "--data", str(tmp_path / "data"), "--split", "val",
+                 "--workers", "0", "--device", "cpu"]) == 0
+    assert "[val, 3 images, centre crop]" in capsys.readouterr().out
