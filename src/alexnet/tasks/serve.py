@@ -237,7 +237,7 @@ def _base64(text: str, number: int) -> bytes:
 def _import_fastapi():
     try:
         import fastapi
-        import multipart  # noqa: F401 - python-multipart, for form uploads
+        import python_multipart  # noqa: F401 - for form uploads
     except ImportError as e:
         raise ServeError(f"alexnet serve needs {e.name}: pip install 'alexnet[serve]'") from None
     return fastapi
