@@ -464,3 +464,14 @@ def test_evaluate_scores_a_whole_folder_of_class_folders(trained, capsys):
     assert "[val, 3 images" in capsys.readouterr().out
     assert main(["evaluate", "--checkpoint", str(best), "--data", str(data / "val"), "--workers", "0"]) == 0
     assert "[all, 12 images" in capsys.readouterr().out  # too small to split: scored whole all the same
+
+
+def test_predict_skips_hidden_and_system_folders(trained, tmp_path, capsys):
+    data, best = trained
+    photos = tmp_path / "photos"
+    write_images(photos, 1)
+    write_images(photos / ".ipynb_checkpoints", 1)
+    write_images(photos / "__MACOSX", 1)
+    assert main(["predict", "--checkpoint", str(best), "--json", str(photos)]) == 0
+    paths = [p["path"] for p in json.loads(capsys.readouterr().out)["predictions"]]
+    assert len(paths) == 3 and not any("ipynb" in p or "MACOSX" in p for p in paths)

@@ -707,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     warnings.showwarning = _one_line_warning
-    command = "?"
+    command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
     try:
         args = build_parser().parse_args(argv)
         command = args.command

@@ -18,6 +18,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from .. import checkpoint
+from ..data.datasets import is_hidden
 from ..data.images import is_image_file, load_rgb
 from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
 from ..engine.inference import optimize_for_inference
@@ -172,4 +173,6 @@ def gather_images(items: Sequence[str]) -> tuple[list[str], list[Prediction]]:
 
 
 def _images_under(folder: str) -> list[str]:
-    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p.name))
+    """Image files under ``folder``, but not in hidden or system folders (.ipynb_checkpoints, __MACOSX)."""
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p.name)
+                  and not any(is_hidden(part) for part in p.relative_to(folder).parts))
