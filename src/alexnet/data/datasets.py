@@ -246,6 +246,9 @@ def _image_folder(path: Path, max_pixels: int | None, boundary: Path | None = No
         return ClassFolders(path, boundary or path, functools.partial(load_rgb, max_pixels=max_pixels))
     except _EmptyClasses as e:
         empty = e.args[0]
+        if links := [c for c in empty if (path / c).is_symlink()]:
+            raise DataError(f"{path}: class folder {links[0]} links to {os.readlink(path / links[0])}, inside the data "
+                            "folder, whose images are read once, as their own class; remove the link") from None
         raise DataError(f"{path}: class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} "
                         f"{'have' if len(empty) > 1 else 'has'} no image files ({' '.join(IMAGE_EXTENSIONS)}); "
                         "add images or remove the folder") from None
