@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR := runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test test-browser install clean
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml | $(PY)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The page of `alexnet serve` in a real browser: Debian's chromium and chromium-driver are
+# installed when missing (as root, or through sudo), Selenium through the `browser` extra;
+# the test saves docs/images/serve.png.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-browser: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+	$(PY) -m pip install --quiet -e '.[test,browser]'
+	$(PY) -m pytest tests/test_browser.py -v -rs
 
 # Train alexnet_cifar on scikit-learn's handwritten digits (real data shipped inside an
 # installed package, so no download; one warmup epoch makes the start robust to the seed),

@@ -20,6 +20,7 @@ import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 import torch
 
 from ..data.images import DEFAULT_MAX_PIXELS
@@ -69,6 +70,7 @@ class Model:
         self.run = optimize_for_inference(p.model, device, (cfg.max_batch, 3, size, size), backend=backend)
         self.transform = eval_transform(p.preprocess)
         self.labels, self.class_names, self.description = p.labels, p.class_names, p.description
+        self.name = "torchvision" if cfg.source == "torchvision" else Path(cfg.source).name
         self.arch, self.metrics, self.size = p.arch, dict(p.metrics or {}), size
         self.backend = "onnxruntime int8" if getattr(p.model, "quantized", False) else self.run.backend
 
@@ -122,7 +124,7 @@ def create_app(cfg: ServeConfig, model: Model | None = None):
 
     @app.get("/info")
     async def info():
-        return {"model": model.description, "arch": model.arch, "classes": model.labels,
+        return {"model": model.description, "name": model.name, "arch": model.arch, "classes": model.labels,
                 "class_names": model.class_names, "metrics": model.metrics, "input_size": model.size,
                 "backend": model.backend, "top_k": cfg.top_k, "max_batch": cfg.max_batch,
                 "max_wait_ms": cfg.max_wait_ms, "max_upload_mb": cfg.max_upload_mb,
