@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/model_throughput.py [--device auto|cpu|cuda] [--rounds N] [--quick]
     .venv/bin/python benchmarks/model_throughput.py --candidates    # every setting tried, on the CPU
+    .venv/bin/python benchmarks/model_throughput.py --int8          # the int8 ONNX export vs torchvision eager
 
 Images/s of a training step (forward, cross-entropy, backward, SGD step) and of inference
 (forward without autograd) on synthetic batches already on the device:
@@ -129,6 +130,9 @@ def inference_candidates(model: torch.nn.Module, images: torch.Tensor) -> dict[s
             raise RuntimeError("; ".join(fn.notes))
         return fn
 
+    def onnxruntime_int8():
+        return int8_onnxruntime(model, images)
+
     return {
         "eager, no_grad (baseline)": eager_no_grad,
         "eager, inference_mode": inference_mode,
@@ -139,7 +143,48 @@ def inference_candidates(model: torch.nn.Module, images: torch.Tensor) -> dict[s
         "torch.jit trace + freeze + optimize_for_inference": jit_freeze,
         "fx optimize_for_inference (oneDNN)": fx_onednn,
         "onnxruntime (optimize_for_inference)": onnxruntime,
+        "onnxruntime int8 (alexnet export --quantize int8)": onnxruntime_int8,
     }
+
+
+def int8_onnxruntime(model: torch.nn.Module, images: torch.Tensor) -> Callable:
+    """What ``alexnet export --format onnx --quantize int8`` writes, run by ONNX Runtime. Calibrated
+    on random batches here: the ranges change the accuracy, not the speed (the top-1 change is
+    what ``alexnet export`` prints for real calibration images)."""
+    from alexnet.engine.inference import export_onnx
+    from alexnet.models.onnx_file import make_session
+    from alexnet.tasks.quantize import quantize_onnx
+
+    fp32 = export_onnx(copy.deepcopy(model).eval(), images[:1]).SerializeToString()
+    generator = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(images.shape, generator=generator).numpy() for _ in range(2)]
+    session = make_session(quantize_onnx(fp32, calibration))
+    return lambda x: torch.from_numpy(session.run(None, {"images": x.contiguous().numpy()})[0])
+
+
+def int8_against_torchvision(rounds: int, min_seconds: float) -> None:
+    """Inference images/s of the int8 export of ``alexnet`` against torchvision's eager fp32, batch 32 at 224."""
+    from alexnet.tasks.bench import interleave
+
+    batch, size = SHAPES["alexnet"]
+    torch.manual_seed(0)
+    images = torch.randn(batch, 3, size, size)
+    baseline = torchvision_alexnet(1000).eval()
+    start = time.perf_counter()
+    int8 = int8_onnxruntime(get_model("alexnet").eval(), images)
+    setup = time.perf_counter() - start
+    timings = interleave({"torchvision eager fp32": lambda k: [_no_grad(baseline, images) for _ in range(k)],
+                          "int8 onnxruntime": lambda k: [int8(images) for _ in range(k)]}, rounds, min_seconds)
+    base = [batch / s for s in timings["torchvision eager fp32"].per_round_s]
+    ours = [batch / s for s in timings["int8 onnxruntime"].per_round_s]
+    ratio = statistics.median(b / a for a, b in zip(base, ours))
+    print(header_line(torch.device("cpu")))
+    print(f"alexnet, batch {batch}, {size}x{size}, inference, {rounds} rounds, {torch.get_num_threads()} threads")
+    print(f"  torchvision eager fp32 (no_grad) {statistics.median(base):8.1f} img/s")
+    print(f"  int8 onnxruntime                 {statistics.median(ours):8.1f} img/s  {ratio:.2f}x  (setup {setup:.1f} s)")
+    print(dumps({"int8_img_per_s": round(statistics.median(ours), 2),
+                 "torchvision_img_per_s": round(statistics.median(base), 2), "int8_ratio": round(ratio, 3),
+                 "rounds": rounds, "threads": torch.get_num_threads()}))
 
 
 def _no_grad(model, x):
@@ -224,9 +269,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 rounds of single steps: checks that it runs")
     parser.add_argument("--candidates", action="store_true",
                         help="instead, time every training setting and inference path tried on the CPU")
+    parser.add_argument("--int8", action="store_true",
+                        help="instead, time the int8 ONNX export of alexnet against torchvision's eager fp32 (CPU)")
     args = parser.parse_args()
     rounds, min_seconds = (2, 0.0) if args.quick else (args.rounds, 1.0)
-    if args.candidates:
+    if args.int8:
+        int8_against_torchvision(rounds, min_seconds)
+    elif args.candidates:
         candidates(rounds, min_seconds)
     else:
         throughput(resolve_device(args.device), rounds, min_seconds)

@@ -263,6 +263,11 @@ def test_outputs_do_not_overwrite_other_files(trained, tmp_path, capsys):
     assert "not an evaluation report" in capsys.readouterr().err and photo.read_bytes() == original
     assert main(["features", "--weights", "torchvision", "--data", str(data), "--out", str(best)]) == 1
     assert "not a features file" in capsys.readouterr().err and torch.load(best, weights_only=True)["format"]
+    assert main(["neighbors", "--weights", "torchvision", "--data", str(data), "--query", str(photo), "--out",
+                 str(photo)]) == 1
+    assert "not a PNG picture" in capsys.readouterr().err and photo.read_bytes() == original
+    assert main(["bench", "--arch", "alexnet_cifar", "--quick", "--device", "cpu", "--json", str(photo)]) == 1
+    assert "not a bench report" in capsys.readouterr().err and photo.read_bytes() == original
     report = tmp_path / "eval.json"
     for _ in range(2):  # a report replaces an earlier report
         assert main(["evaluate", "--checkpoint", str(best), "--data", str(data), "--workers", "0", "--json", str(report)]) == 0

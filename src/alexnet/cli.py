@@ -253,6 +253,9 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     from .models.pretrained import load_pretrained
     from .tasks.neighbors import draw, find_neighbors
 
+    from .outputs import check_output, is_png
+
+    check_output(args.out, "a PNG picture", is_png, args.overwrite)
     pretrained = load_pretrained(args.weights)
     result = find_neighbors(pretrained, args.data, args.query, args.k, args.split, args.layer,
                             resolve_device(args.device), args.val_split, args.batch_size, args.workers)
@@ -270,9 +273,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": args.rounds, "min_seconds": 1.0}
+    from .outputs import check_output, json_with, write_text
+
     for arch in args.arch:  # every size checked before anything is measured
         size = args.image_size or model_info(arch).image_size
         check_arch_size(arch, size, args.batch_size or default_batch_size(size), device, training=True)
+    if args.json:
+        check_output(args.json, "a bench report", json_with("device", "results"), args.overwrite)
     print(f"alexnet bench on {device}: {header_line(device)}", flush=True)
     results = []
     for arch in args.arch:
@@ -281,8 +288,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         report = {"device": str(device), "host": header_line(device), "results": [r.to_dict() for r in results]}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"written to {args.json}")
     return 0
 
@@ -557,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, metavar="IMAGE", help="the image to find neighbours of")
     p.add_argument("-k", type=_at_least(1), default=8, help="neighbours to show (default: 8)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the picture to write")
+    p.add_argument("--overwrite", action="store_true", help="let --out replace a file that is not a PNG picture")
     p.add_argument("--split", default="train", choices=("train", "val", "test"),
                    help="where to search (default: train)")
     p.add_argument("--layer", default="fc7", choices=TAPS, metavar="LAYER", help="activation space (default: fc7)")
@@ -582,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2 rounds of single steps: a smoke test, not a measurement")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default: auto)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per round, to FILE as JSON")
+    p.add_argument("--overwrite", action="store_true", help="let --json replace a file that is not a bench report")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

@@ -57,3 +57,12 @@ def npz_with(*arrays: str) -> Callable[[Path], bool]:
         return all(f"{a}.npy" in names for a in arrays)
 
     return ours
+
+
+def is_png(path: Path) -> bool:
+    """A picture this tool may redraw: a PNG file (anything else, a photo or a checkpoint, is kept)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False

@@ -14,6 +14,7 @@ import logging
 import random
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -35,26 +36,15 @@ class QuantizeError(AlexNetError):
 
 def quantize_int8(fp32: bytes, p: Pretrained, data_dir: str, calibration_images: int) -> tuple[bytes, list[str]]:
     """``(int8 ONNX bytes, report lines)``; the metadata of ``fp32`` is kept."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     calib_dir, eval_dir = _folders(Path(data_dir))
     calib = _images(calib_dir)
     if not calib:
         raise QuantizeError(f"--calibration-data {data_dir}: no image files found")
     random.Random(0).shuffle(calib)
     calib = calib[:calibration_images]
-    with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
-        with _quiet_root_logger():  # the quantizer logs advice on the root logger
-            quantize_static(str(src), str(dst), _Reader(calib, p), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
-        proto = onnx.load(str(dst))
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(onnx.load_from_string(fp32).metadata_props)
-    int8 = proto.SerializeToString()
+    transform = eval_transform(p.preprocess)
+    batches = (_tensors(calib[i:i + BATCH], transform).numpy() for i in range(0, len(calib), BATCH))
+    int8 = quantize_onnx(fp32, batches)
     report = [f"int8: calibrated on {len(calib)} images of {calib_dir}"]
     report += _top1_change(fp32, int8, p, eval_dir)
     return int8, report
@@ -69,6 +59,24 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
+
+
+def quantize_onnx(fp32: bytes, batches: Iterable[np.ndarray]) -> bytes:
+    """int8 ONNX bytes of the fp32 model ``fp32`` (input ``images``), activation ranges from ``batches``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        with _quiet_root_logger():  # the quantizer logs advice on the root logger
+            quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        proto = onnx.load(str(dst))
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(onnx.load_from_string(fp32).metadata_props)
+    return proto.SerializeToString()
 
 
 def _folders(root: Path) -> tuple[Path, Path]:
@@ -86,13 +94,12 @@ def _images(folder: Path) -> list[Path]:
 class _Reader:
     """onnxruntime's ``CalibrationDataReader``: ``get_next() -> {"images": batch}`` or None."""
 
-    def __init__(self, paths: list[Path], p: Pretrained):
-        self.batches = iter([paths[i:i + BATCH] for i in range(0, len(paths), BATCH)])
-        self.transform = eval_transform(p.preprocess)
+    def __init__(self, batches: Iterable[np.ndarray]):
+        self.batches = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
-        return None if batch is None else {"images": _tensors(batch, self.transform).numpy()}
+        return None if batch is None else {"images": batch}
 
 
 def _tensors(paths: list[Path], transform) -> torch.Tensor:
