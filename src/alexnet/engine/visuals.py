@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -34,13 +33,13 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically: a reader (a browser, TensorBoard) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(), not mkstemp: the umask's modes, as any file
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
