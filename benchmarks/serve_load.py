@@ -84,8 +84,10 @@ def post(conn: http.client.HTTPConnection, body: bytes) -> int:
     return response.status
 
 
-def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    """``clients`` threads posting for ``seconds``; requests/s, latency percentiles, errors."""
+def load(port: int, bodies: list[bytes], clients: int, seconds: float, pid: int | None = None) -> dict:
+    """``clients`` threads posting for ``seconds``; requests/s, latency percentiles, errors, and
+    the server's CPU seconds (``pid``) over the window: requests per CPU second do not depend
+    on how much of a shared machine the server got."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -110,6 +112,7 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
             i += clients
         conn.close()
 
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     began = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
@@ -117,9 +120,11 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    cpu = cpu_seconds(pid) - cpu_before if pid else float("nan")
     ms = sorted(1000 * x for x in latencies) or [float("nan")]
     pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
     return {"rps": len(latencies) / elapsed, "requests": len(latencies), "errors": errors[0],
+            "cpu_s": cpu, "per_cpu_s": len(latencies) / cpu if cpu > 0 else float("nan"),
             "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(ms)}
 
 
@@ -166,6 +171,11 @@ def abuse(port: int, bodies: list[bytes], bad: list[bytes], total: int, clients:
     first, last = rss.get("first", float("nan")), rss_mb(pid)
     return {**counts, "rss_after_tenth_mb": round(first, 1), "rss_end_mb": round(last, 1),
             "rss_growth_mb": round(last - first, 1)}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
 
 
 def rss_mb(pid: int) -> float:
@@ -226,6 +236,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def measure_int8(source: str, args: argparse.Namespace, bodies: list[bytes], tmp: Path) -> dict:
+    """``alexnet export --quantize int8`` of ``source``, served by ``alexnet serve``, under the same load."""
+    out = tmp / "model.int8.onnx"
+    subprocess.run([sys.executable, "-m", "alexnet", "export", source, "--format", "onnx", "--quantize", "int8",
+                    "--calibration-data", args.images, "--calibration-images", "64", "--out", str(out)],
+                   cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    port = free_port()
+    proc = start([sys.executable, "-m", "alexnet", "serve", str(out), "--port", str(port), "--max-batch",
+                  str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)], port)
+    try:
+        load(port, bodies[:4], 2, 2.0)
+        int8 = load(port, bodies, args.clients, args.seconds, proc.pid)
+    finally:
+        stop(proc)
+    print(f"ours, int8 export: {int8['rps']:.1f} req/s, p50 {int8['p50_ms']:.0f} ms, p95 {int8['p95_ms']:.0f} ms, "
+          f"p99 {int8['p99_ms']:.0f} ms, {int8['errors']} errors; {int8['per_cpu_s']:.2f} req per server CPU second",
+          flush=True)
+    return int8
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", help="checkpoint or export to serve (default: fresh alexnet weights, 224 px)")
@@ -235,6 +265,8 @@ def main() -> None:
     parser.add_argument("--bad-run", type=int, default=2000, help="requests of the bad-input run (0: skip)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--int8", action="store_true",
+                        help="also export SOURCE as int8 ONNX (calibrated on --images) and load-test serving that")
     parser.add_argument("--naive-server", metavar="SOURCE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -259,24 +291,27 @@ def main() -> None:
         naive = start([python, __file__, "--naive-server", source, "--port", str(port)], port)
         try:
             load(port, bodies[:4], 2, 2.0)  # warm-up
-            base = load(port, bodies, args.clients, args.seconds)
+            base = load(port, bodies, args.clients, args.seconds, naive.pid)
         finally:
             stop(naive)
         print(f"naive: {base['rps']:.1f} req/s, p50 {base['p50_ms']:.0f} ms, p95 {base['p95_ms']:.0f} ms, "
-              f"p99 {base['p99_ms']:.0f} ms, {base['errors']} errors", flush=True)
+              f"p99 {base['p99_ms']:.0f} ms, {base['errors']} errors; {base['per_cpu_s']:.2f} req per server CPU second",
+              flush=True)
         port = free_port()
         ours_proc = start([python, "-m", "alexnet", "serve", source, "--port", str(port), "--max-batch",
                            str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--device", "cpu"], port)
         try:
             load(port, bodies[:4], 2, 2.0)
-            ours = load(port, bodies, args.clients, args.seconds)
+            ours = load(port, bodies, args.clients, args.seconds, ours_proc.pid)
             print(f"ours:  {ours['rps']:.1f} req/s, p50 {ours['p50_ms']:.0f} ms, p95 {ours['p95_ms']:.0f} ms, "
-                  f"p99 {ours['p99_ms']:.0f} ms, {ours['errors']} errors", flush=True)
+                  f"p99 {ours['p99_ms']:.0f} ms, {ours['errors']} errors; {ours['per_cpu_s']:.2f} req per server CPU "
+                  "second", flush=True)
             bad = abuse(port, bodies, bad_bodies(Path(files[0]).read_bytes()), args.bad_run, args.clients,
                         ours_proc.pid) if args.bad_run else {}
             alive = ours_proc.poll() is None
         finally:
             stop(ours_proc)
+        int8 = measure_int8(source, args, bodies, Path(tmp)) if args.int8 else None
     if bad:
         print(f"bad-input run: {args.bad_run} requests, {bad['good_ok']} good answered, {bad['good_lost']} good lost, "
               f"{bad['bad_4xx']} bad refused with 4xx, {bad['bad_other']} bad otherwise; server RSS "
@@ -284,10 +319,16 @@ def main() -> None:
               f"server {'still up' if alive else 'DOWN'}")
     result = {"ours_rps": round(ours["rps"], 2), "naive_rps": round(base["rps"], 2),
               "ratio": round(ours["rps"] / base["rps"], 2) if base["rps"] else None, "p99_ms": round(ours["p99_ms"], 1),
-              "errors": ours["errors"], "ours_p50_ms": round(ours["p50_ms"], 1), "ours_p95_ms": round(ours["p95_ms"], 1),
+              "errors": ours["errors"], "cpu_ratio": round(ours["per_cpu_s"] / base["per_cpu_s"], 2),
+              "ours_per_cpu_s": round(ours["per_cpu_s"], 3), "naive_per_cpu_s": round(base["per_cpu_s"], 3),
+              "ours_p50_ms": round(ours["p50_ms"], 1), "ours_p95_ms": round(ours["p95_ms"], 1),
               "naive_p50_ms": round(base["p50_ms"], 1), "naive_p99_ms": round(base["p99_ms"], 1),
               "naive_errors": base["errors"], "clients": args.clients, "seconds": args.seconds, "source": source,
               **({f"bad_run_{k}": v for k, v in bad.items()} if bad else {}), "server_survived": alive}
+    if int8:
+        result.update(ours_int8_rps=round(int8["rps"], 2), int8_ratio=round(int8["rps"] / base["rps"], 2),
+                      int8_cpu_ratio=round(int8["per_cpu_s"] / base["per_cpu_s"], 2),
+                      int8_p99_ms=round(int8["p99_ms"], 1), int8_errors=int8["errors"])
     print(json.dumps(result))
 
 

@@ -78,6 +78,9 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "model.safetensors").is_file():  # `alexnet export --format hf`
         return load_pretrained(path / "model.safetensors")
+    if path.is_dir():
+        raise WeightsError(f"{spec}: a folder without model.safetensors; --weights takes a folder only as "
+                           "`alexnet export --format hf` writes it")
     if not path.is_file():
         raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, an exported "
                            ".safetensors, .onnx, TorchScript file or hf folder, or a .pth state dict")
