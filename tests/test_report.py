@@ -351,3 +351,16 @@ def test_report_into_an_unwritable_place_says_so(tiny_run, tmp_path, capsys):
     assert main(["report", str(run), "--out", str(blocker / "r.html"), "--workers", "0", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "cannot write there" in err and len(err.strip().splitlines()) == 1
+
+
+def test_names_with_dollars_and_markup_draw_as_written(tmp_path):
+    from alexnet.engine.visuals import save_figure
+
+    names = ["cost $5", "a$b$c", "<b>x</b>", "naïve"]
+    pred = _predictions(n=40, classes=4)
+    pred.class_names = names
+    fig = figures.confusion_figure(analysis.confusion(pred), names)
+    save_figure(fig, tmp_path / "c.png")  # drawing parses the labels: an unpaired '$' would raise here
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][:2] == [r"cost \$5", r"a\$b\$c"]
+    save_figure(figures.per_class_figure(analysis.per_class(pred)), tmp_path / "p.png")
+    save_figure(compare_figure({"run $1": _rows(2)}), tmp_path / "r.png")

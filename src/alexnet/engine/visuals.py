@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import AlexNetError
+
 Rows = Sequence[dict[str, float]]  # metrics.csv rows: epoch, train_loss, ..., lr
 
 
@@ -32,16 +34,25 @@ def new_figure(width: float, height: float):
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically: a reader (a browser, TensorBoard) never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(), not mkstemp: the umask's modes, as any file
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise AlexNetError(f"{path}: cannot write the picture ({e.strerror or e})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def plain(text: str) -> str:
+    """``text`` as matplotlib should print it: a '$' in a class or folder name is a dollar
+    sign, not the start of a formula (an unpaired one would stop the drawing)."""
+    return str(text).replace("$", r"\$")
 
 
 def show_top5(rows: Rows, classes: int | None) -> bool:
@@ -98,7 +109,7 @@ def curves_figure(rows: Rows, classes: int | None = None, title: str = ""):
     ax_loss.legend()
     ax_acc.legend(fontsize=8, loc="lower right")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain(title))
     return fig
 
 

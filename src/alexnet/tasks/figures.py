@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..engine.visuals import conv1_tiles, new_figure, tower_blocks
+from ..engine.visuals import conv1_tiles, new_figure, plain, tower_blocks
 from .analysis import ClassRow, normalise_rows
 
 LABELLED_CLASSES = 30  # up to this many classes the matrix gets names and numbers in its cells
@@ -25,6 +25,7 @@ def confusion_figure(counts: np.ndarray, names: Sequence[str], title: str = "con
     the most confused pairs).
     """
     c = len(names)
+    names = [plain(n) for n in names]
     rates = normalise_rows(counts)
     side = min(16, max(4.5, 0.45 * c + 2.5)) if c <= LABELLED_CLASSES else 12
     fig = new_figure(side + 1, side)
@@ -54,7 +55,7 @@ def per_class_figure(rows: list[ClassRow], title: str = "per class"):
     h = 0.27
     for k, (key, colour) in enumerate((("precision", "C0"), ("recall", "C1"), ("f1", "C2"))):
         ax.barh(y + (k - 1) * h, [100 * getattr(r, key) for r in rows], h, color=colour, label=key)
-    ax.set_yticks(y, [f"{r.name} ({r.support})" for r in rows], fontsize=8 if n <= 40 else 6)
+    ax.set_yticks(y, [plain(f"{r.name} ({r.support})") for r in rows], fontsize=8 if n <= 40 else 6)
     ax.invert_yaxis()  # first class on top, as in the table
     ax.set(xlim=(0, 100), xlabel="% (support in brackets)", title=title)
     ax.grid(axis="x", alpha=0.3)
@@ -74,10 +75,10 @@ def image_grid_figure(images: Sequence[Image.Image], captions: Sequence[str], ti
         ax.axis("off")
     for i, (ax, image, caption) in enumerate(zip(axes, images, captions)):
         ax.imshow(image.convert("RGB"))  # grey images would otherwise get a colour map
-        ax.set_title(caption, fontsize=7, color=colours[i] if colours else "black")
+        ax.set_title(plain(caption), fontsize=7, color=colours[i] if colours else "black")
     if not images:
         axes[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes[0].transAxes)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(plain(title), fontsize=10)
     return fig
 
 

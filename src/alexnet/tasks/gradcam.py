@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..engine.visuals import new_figure, save_figure
+from ..engine.visuals import new_figure, plain, save_figure
 from ..errors import AlexNetError
 
 
@@ -30,6 +30,7 @@ class Explanation:
     cam: np.ndarray  # (H, W) in [0, 1], the network input's size
     label: int  # the class explained (the top-1 unless one was asked for)
     probability: float  # softmax probability of ``label``
+    score: float  # the model's raw output for ``label`` (a logit, or an SVM's decision score)
 
 
 def conv_backbone(model: torch.nn.Module) -> torch.nn.Module:
@@ -60,7 +61,7 @@ def grad_cam(model: torch.nn.Module, x: torch.Tensor, label: int | None = None) 
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     cam = cam / cam.max() if cam.max() > 0 else cam
     probability = float(logits.detach().softmax(1)[0, label])
-    return Explanation(cam.cpu().numpy(), label, probability)
+    return Explanation(cam.cpu().numpy(), label, probability, float(logits.detach()[0, label]))
 
 
 def overlay_figure(image: Image.Image, cam: np.ndarray, caption: str):
@@ -76,7 +77,7 @@ def overlay_figure(image: Image.Image, cam: np.ndarray, caption: str):
     for ax in (ax_img, ax_cam):
         ax.set_axis_off()
     fig.colorbar(shown, ax=ax_cam, shrink=0.8)
-    fig.suptitle(caption, fontsize=11)
+    fig.suptitle(plain(caption), fontsize=11)
     return fig
 
 
@@ -110,7 +111,9 @@ def explain_files(predictor, paths: Sequence[str | os.PathLike], out_dir: str | 
             continue
         ex = grad_cam(predictor.model, transform(image).to(predictor.device))
         name = predictor.class_names[ex.label]
-        fig = overlay_figure(network_view(image, p.crop, p.resize), ex.cam, f"{name}  {ex.probability:.1%}")
+        # An SVM's outputs are scores, not logits: its softmax would be no probability.
+        value = f"{ex.probability:.1%}" if predictor.outputs == "probability" else f"score {ex.score:+.3f}"
+        fig = overlay_figure(network_view(image, p.crop, p.resize), ex.cam, f"{name}  {value}")
         written.append((str(path), save_figure(fig, out / _png_name(Path(path), used))))
     return written
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..engine.visuals import Rows, epoch_axis, curves_figure, draw_curves, new_figure, save_figure, show_top5
+from ..engine.visuals import Rows, curves_figure, draw_curves, epoch_axis, new_figure, plain, save_figure, show_top5
 from ..errors import AlexNetError
 
 __all__ = ["compare_figure", "curves_figure", "draw_compare", "draw_curves", "read_metrics", "run_classes", "run_names",
@@ -59,7 +59,7 @@ def compare_figure(runs: dict[str, Rows], classes: int | None = None, title: str
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs: list[float] = []
     for i, (name, rows) in enumerate(runs.items()):
-        colour = f"C{i % 10}"
+        colour, name = f"C{i % 10}", plain(name)
         x = [r["epoch"] for r in rows]
         epochs += x
         ax_loss.plot(x, [r["train_loss"] for r in rows], "o--", color=colour, alpha=0.6, label=f"{name} train")
@@ -75,7 +75,7 @@ def compare_figure(runs: dict[str, Rows], classes: int | None = None, title: str
         epoch_axis(ax, epochs)
         ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain(title))
     return fig
 
 
