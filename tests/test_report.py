@@ -274,7 +274,14 @@ def test_tensorboard_gets_hparams_config_text_and_conv1_each_epoch(tiny_run):
     ea.Reload()
     assert [e.step for e in ea.Images("conv1/filters")] and len(ea.Images("conv1/filters")) == 2
     assert "hparams/best_val_top1" in ea.Tags()["scalars"]
-    assert "hparams" in ea.PluginTagToContent("hparams") or ea.PluginTagToContent("hparams")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = ea.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["lr"].number_value == pytest.approx(0.001)
+    assert start.hparams["arch"].string_value == "alexnet_cifar"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["hparams/best_val_top1"]
     assert any("config" in tag for tag in ea.Tags()["tensors"])
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     best = ea.Scalars("hparams/best_val_top1")[-1].value
