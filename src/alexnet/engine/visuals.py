@@ -149,6 +149,11 @@ def tower_blocks(model) -> int:
     return groups if model.config.widths[0] % groups == 0 else 1
 
 
+def filter_columns(n: int) -> int:
+    """Columns for a block of ``n`` filters: 16 for a tower's 48, 3 rows as in Figure 3."""
+    return max(1, math.ceil(math.sqrt(n * 16 / 3)))
+
+
 def conv1_grid(model) -> torch.Tensor:
     """conv1's filters as one image ``(3, H, W)`` for TensorBoard, one tower above the other."""
     from torchvision.utils import make_grid
@@ -156,6 +161,6 @@ def conv1_grid(model) -> torch.Tensor:
     tiles = torch.from_numpy(conv1_tiles(model.conv1.weight)).permute(0, 3, 1, 2)
     blocks = tower_blocks(model)
     per = len(tiles) // blocks
-    cols = max(1, round(math.sqrt(per * 2)))  # a block about twice as wide as tall
+    cols = filter_columns(per)
     grids = [make_grid(tiles[b * per:(b + 1) * per], nrow=cols, padding=1, pad_value=1.0) for b in range(blocks)]
     return torch.cat(grids, dim=1) if blocks > 1 else grids[0]

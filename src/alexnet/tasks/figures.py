@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..engine.visuals import conv1_tiles, new_figure, plain, tower_blocks
+from ..engine.visuals import conv1_tiles, filter_columns, new_figure, plain, tower_blocks
 from .analysis import ClassRow, normalise_rows
 
 LABELLED_CLASSES = 30  # up to this many classes the matrix gets names and numbers in its cells
@@ -88,7 +88,7 @@ def conv1_figure(model, title: str = ""):
     tiles = conv1_tiles(model.conv1.weight)
     blocks = tower_blocks(model)
     per = len(tiles) // blocks
-    cols = max(1, int(np.ceil(np.sqrt(per * 2))))  # a block about twice as wide as tall
+    cols = filter_columns(per)
     rows = -(-per // cols)
     k = tiles.shape[1]
     fig = new_figure(min(14, 0.4 * cols + 1), min(14, (0.4 * rows + 0.5) * blocks + 0.4))
