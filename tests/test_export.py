@@ -157,6 +157,9 @@ def test_int8_export(ckpt, tmp_path, picture, capsys):
     clf = alexnet.load(out)
     assert "int8" in clf.description and clf.class_names == CLASSES
     assert clf.probabilities(picture).shape == (1, 3)
+    assert main(["evaluate", "--weights", str(out), "--data", str(tmp_path / "calib"), "--workers", "0",
+                 "--device", "cpu"]) == 0
+    assert "ran with onnxruntime" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -55,9 +55,10 @@ class OnnxModel(nn.Module):
     Inference only: no gradients, no layer taps. ``quantized`` says whether the weights are int8.
     """
 
-    def __init__(self, session, description: str = "", quantized: bool = False) -> None:
+    def __init__(self, session, description: str = "", quantized: bool = False, config=None) -> None:
         super().__init__()
         self.session, self.description, self.quantized = session, description, quantized
+        self.config = config  # the AlexNetConfig the file was exported from, where its metadata says
         self.input_name = session.get_inputs()[0].name
 
     def train(self, mode: bool = True) -> "OnnxModel":

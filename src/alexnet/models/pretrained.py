@@ -173,7 +173,11 @@ def _from_onnx(path: Path) -> Pretrained:
     quantized = onnx_file.is_quantized(proto)
     kind = "int8 ONNX" if quantized else "ONNX"
     description = f"{path} ({wf.arch}, {kind}, {len(wf.class_names)} classes)"
-    model = onnx_file.OnnxModel(onnx_file.make_session(proto.SerializeToString()), description, quantized)
+    try:
+        config = AlexNetConfig(**wf.model_config)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its model config is not usable ({e})") from None
+    model = onnx_file.OnnxModel(onnx_file.make_session(proto.SerializeToString()), description, quantized, config)
     return Pretrained(model.eval(), wf.class_names, Preprocess.from_dict(wf.preprocess), description,
                       str(path.resolve()), wf.arch, _as_dict(wf.class_names, wf.display_names), wf.metrics)
 
