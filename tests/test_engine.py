@@ -291,10 +291,10 @@ def test_run_folder_checks_come_before_anything_is_written(split_folder, tmp_pat
     run = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(run), *SMALL]) == 1
     assert not run.exists()  # a mistyped --data leaves nothing behind
-    run.mkdir()
-    (run / "metrics.csv").write_text("epoch\n")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"a run")  # a folder without a checkpoint would be reused
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--batch-size", "4"]) == 1
-    assert "already holds an earlier run (metrics.csv)" in capsys.readouterr().err
+    assert "already holds an earlier run (checkpoints/last.pt)" in capsys.readouterr().err
 
 
 def test_cosine_runs_cannot_change_length_on_resume(split_folder, tmp_path, capsys):

@@ -290,6 +290,9 @@ def test_write_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     assert "cannot write there" in capsys.readouterr().err
     assert main(["prepare", "digits", "--to-folders", str(a_file / "digits")]) == 1
     assert str(a_file) in capsys.readouterr().err
+    assert _train(data, tmp_path / "run", "--epochs", "1", "--cache", "--cache-dir", str(a_file / "cache")) == 1
+    err = capsys.readouterr().err
+    assert str(a_file) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_full_disk_keeps_the_old_checkpoint(tmp_path, monkeypatch):

@@ -75,7 +75,8 @@ def test_flat_folder_is_split_and_evaluated_on_the_held_out_part(flat_folder, tm
     run = tmp_path / "run"
     _train(flat_folder, run, "--epochs", "1", "--val-split", "0.2")
     assert "one folder split 80%/20%" in capsys.readouterr().out
-    main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(flat_folder), "--workers", "0"])
+    main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(flat_folder), "--workers", "0",
+          "--split", "val"])
     assert "[val, 6 images" in capsys.readouterr().out
 
 

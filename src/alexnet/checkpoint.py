@@ -27,6 +27,11 @@ class CheckpointError(AlexNetError):
     """A checkpoint that cannot be used; the message is one line for the user."""
 
 
+class WriteError(CheckpointError, OSError):
+    """A file that could not be written (a full disk, a read-only folder); still an OSError
+    for callers that handle those."""
+
+
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically: a crash leaves the old file or the new one, never half."""
     atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **payload})
@@ -48,7 +53,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot write there ({e.strerror or e})") from None
+        raise WriteError(f"{path}: cannot write there ({e.strerror or e})") from None
     try:
         os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as f:
@@ -61,7 +66,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         # torch's zip writer reports a failed write (a full disk) as a RuntimeError
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e)):
             cause = getattr(e, "strerror", None) or str(e).splitlines()[0]
-            raise CheckpointError(f"{path}: writing failed ({cause}); "
+            raise WriteError(f"{path}: writing failed ({cause}); "
                                   + ("the previous file is kept" if path.exists() else "nothing was written")) from None
         raise
 
