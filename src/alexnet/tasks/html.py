@@ -65,7 +65,7 @@ def _timings(rows: list[dict]) -> str:
              ["per epoch (mean)", f"{sum(seconds) / len(rows):.1f} s"]]
     if rates:
         items.append(["training images/s (mean)", f"{sum(rates) / len(rates):.0f}"])
-    return _table(["", ""], items)
+    return _table(["", "value"], items)
 
 
 def _data(classes: list[str], data: dict[str, list[int]], description: str) -> str:

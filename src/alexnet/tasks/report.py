@@ -152,6 +152,8 @@ def build_report(run_dir: str | os.PathLike, data: str | None = None, out: str |
     except DataError as e:
         raise ReportError(f"{e} (pass the data the run was trained on with --data)") from None
     html_path = Path(out) if out else run / "report.html"
+    if html_path.is_dir():  # --out a folder: the page goes inside it
+        html_path = html_path / "report.html"
     folder = _writable(html_path.parent)
     rows = read_metrics(run) if (run / "metrics.csv").is_file() else []
     classes = len(m.class_names)
