@@ -222,6 +222,7 @@ def test_one_class_is_refused(tmp_path, capsys):
 
 # 10. unreadable images in val/ and test/ are named, in every split, and listed in --json
 
+@pytest.mark.slow
 def test_unreadable_val_images_are_named_in_training_and_evaluate(trained, tmp_path, capsys):
     data, best = trained
     bad = tmp_path / "data"
@@ -268,6 +269,13 @@ def test_outputs_do_not_overwrite_other_files(trained, tmp_path, capsys):
     assert "not a PNG picture" in capsys.readouterr().err and photo.read_bytes() == original
     assert main(["bench", "--arch", "alexnet_cifar", "--quick", "--device", "cpu", "--json", str(photo)]) == 1
     assert "not a bench report" in capsys.readouterr().err and photo.read_bytes() == original
+
+
+@pytest.mark.slow
+def test_reports_replace_reports_and_overwrite_replaces_anything(trained, tmp_path):
+    data, best = trained
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
     report = tmp_path / "eval.json"
     for _ in range(2):  # a report replaces an earlier report
         assert main(["evaluate", "--checkpoint", str(best), "--data", str(data), "--workers", "0", "--json", str(report)]) == 0
@@ -462,6 +470,7 @@ def test_class_folders_named_like_splits_warn(tmp_path):
     assert splits.class_names == ["Test", "Val"]
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_whole_folder_of_class_folders(trained, capsys):
     data, best = trained
     test = data / "train"  # a folder of class folders, meant as a test set: 24 images
