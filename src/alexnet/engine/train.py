@@ -66,9 +66,9 @@ def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
                               "or choose another --out")
         # No checkpoint: a start that failed or was stopped before its first save. That is
         # not a run; its leftovers are replaced.
-        for stale in [out / "metrics.csv", *(out / "tb").glob("events.out.tfevents.*")]:
-            stale.unlink(missing_ok=True)
         try:
+            for stale in [out / "metrics.csv", *(out / "tb").glob("events.out.tfevents.*")]:
+                stale.unlink(missing_ok=True)
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=out / "checkpoints"):  # writable, not just present
                 pass
