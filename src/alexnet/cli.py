@@ -618,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="the data the run was trained on (default: the source its checkpoint names)")
     p.add_argument("--out", metavar="FILE.html", help="the page to write (default: RUN_DIR/report.html)")
     p.add_argument("--tta", action="store_true",
-                   help="also score the analysed split with flip and ten-crop views (10x slower)")
+                   help="also score the analysed split with flip and ten-crop views (12 passes over it instead of 1)")
     _add_loading_options(p, batch_size=128)
     p.set_defaults(func=cmd_report)
 
