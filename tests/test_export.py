@@ -237,3 +237,28 @@ def test_hf_folder_layout_and_model_card(ckpt, tmp_path):
                  "curves.png", "/data/colours"):
         assert text in card, text
     assert alexnet.load(out).metrics["test_top1"] == 0.625
+
+
+def test_class_list_gives_wnid_classes_readable_names(tmp_path, picture):
+    import torch
+
+    from alexnet import checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "ckpt.pt")
+    obj = torch.load(ckpt, weights_only=True)
+    obj["class_names"] = ["n01440764", "n02102040", "n02979186"]  # tench, English springer, cassette player
+    checkpoint.save(ckpt, {k: v for k, v in obj.items() if k not in ("format", "version")})
+    listing = tmp_path / "imagenet_class_index.json"
+    wnids = sorted(["n01440764", "n02102040", "n02979186"] + [f"n0{i:08d}" for i in range(997)])
+    listing.write_text(json.dumps({str(i): [w, w] for i, w in enumerate(wnids)}))
+    out = tmp_path / "m.safetensors"
+    assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(out), "--class-list", str(listing)]) == 0
+    clf = alexnet.load(out)
+    assert clf.class_names == obj["class_names"]
+    from alexnet.data.classnames import imagenet_categories
+
+    names = imagenet_categories()
+    assert clf.labels == [names[wnids.index(w)] for w in obj["class_names"]]
+    assert clf.predict(picture).label in clf.labels
+    assert main(["export", str(make_checkpoint(tmp_path / "plain.pt")), "--format", "safetensors",
+                 "--out", str(tmp_path / "p.safetensors"), "--class-list", str(listing)]) == 1

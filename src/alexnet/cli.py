@@ -196,7 +196,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .tasks.export import export
 
     done = export(args.source, args.format, args.out, quantize=args.quantize, calibration_data=args.calibration_data,
-                  calibration_images=args.calibration_images, eval_json=args.eval_json)
+                  calibration_images=args.calibration_images, eval_json=args.eval_json, class_list=args.class_list)
     for line in done.lines:
         print(f"  {line}")
     print(f"{args.format}{' ' + args.quantize if args.quantize else ''} written to {done.path}; load it with "
@@ -493,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-json", metavar="FILE",
                    help="the report of `alexnet evaluate --json FILE` to put in the metadata and model card "
                    "(e.g. the test accuracy)")
+    p.add_argument("--class-list", metavar="FILE",
+                   help="imagenet_class_index.json or LOC_synset_mapping.txt: readable names (tench, parachute) for "
+                   "ImageNet wnid classes (n01440764), shown by predict and serve")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .. import checkpoint
+from ..data.classnames import CLASS_LIST_FILES, display_names, read_class_list
 from ..engine.inference import export_onnx
 from ..errors import AlexNetError
 from ..models import onnx_file
@@ -61,7 +62,7 @@ def default_out(source: str, fmt: str, quantize: str | None = None) -> Path:
 
 def export(source: str, fmt: str, out: str | Path | None = None, *, quantize: str | None = None,
            calibration_data: str | None = None, calibration_images: int = 256,
-           eval_json: str | None = None) -> Exported:
+           eval_json: str | None = None, class_list: str | None = None) -> Exported:
     """Export ``source`` (anything ``--weights`` takes, but ONNX) as ``fmt`` to ``out``."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -74,6 +75,8 @@ def export(source: str, fmt: str, out: str | Path | None = None, *, quantize: st
     pretrained = load_pretrained(source)
     if isinstance(pretrained.model, onnx_file.OnnxModel):
         raise ExportError(f"{source} is an ONNX file already; export from the checkpoint or a safetensors export")
+    if class_list:
+        pretrained.display_names = _wnid_names(pretrained.class_names, Path(class_list))
     out = Path(out) if out else default_out(source, fmt, quantize)
     info = _source_info(source, pretrained, eval_json)
     try:
@@ -86,6 +89,19 @@ def export(source: str, fmt: str, out: str | Path | None = None, *, quantize: st
         return _hf(pretrained, info, out)
     except OSError as e:  # a read-only folder, a file where a folder should be, a full disk
         raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
+
+
+def _wnid_names(classes: list[str], listing: Path) -> dict[str, str]:
+    """Readable names for ImageNet wnid classes, through a class list (imagenet_class_index.json,
+    LOC_synset_mapping.txt) that gives each wnid its ImageNet index."""
+    if not listing.is_file():
+        raise ExportError(f"--class-list {listing}: no such file")
+    order = read_class_list(listing)
+    names = display_names(classes, listing.parent) if len(order) == 1000 else None
+    if listing.name not in CLASS_LIST_FILES or names is None:
+        raise ExportError(f"--class-list {listing}: the classes are not ImageNet wnids found in it "
+                          "(give imagenet_class_index.json or LOC_synset_mapping.txt)")
+    return dict(zip(classes, names))
 
 
 def _source_info(source: str, p: Pretrained, eval_json: str | None) -> dict[str, Any]:
