@@ -247,7 +247,6 @@ def tiny_run(tmp_path_factory):
     return data, run
 
 
-@pytest.mark.slow
 def test_report_page_is_self_contained_and_holds_the_figures(tiny_run, tmp_path):
     data, run = tiny_run
     out = tmp_path / "page" / "report.html"
@@ -313,7 +312,6 @@ def test_evaluate_report_writes_counts_that_match(tiny_run, tmp_path):
         assert (out / name).is_file()
 
 
-@pytest.mark.slow
 def test_predict_explain_writes_one_picture_per_readable_image(tiny_run, tmp_path, capsys):
     data, run = tiny_run
     images = sorted((data / "val" / "red").iterdir())[:2]
