@@ -38,7 +38,7 @@ def picture(tmp_path: Path) -> Path:
 def test_every_input_kind_gives_the_same_answer(ckpt, picture):
     clf = alexnet.load(ckpt)
     image = Image.open(picture)
-    array = np.asarray(image.convert("RGB"))
+    array = np.array(image.convert("RGB"))
     reference = clf.probabilities(str(picture))
     for kind in (picture, image, array, torch.from_numpy(array).permute(2, 0, 1),
                  torch.from_numpy(array).permute(2, 0, 1).float() / 255, picture.read_bytes()):
