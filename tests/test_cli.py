@@ -9,7 +9,8 @@ import pytest
 
 from alexnet.cli import build_parser, main
 
-SUBCOMMANDS = ["models", "summary", "train", "finetune", "evaluate", "predict", "features", "neighbors", "bench", "plot", "report", "prepare"]
+SUBCOMMANDS = ["models", "summary", "train", "finetune", "evaluate", "predict", "features", "neighbors", "bench", "plot", "report", "prepare",
+               "export", "serve"]
 
 
 def test_subcommands_are_all_tested():
