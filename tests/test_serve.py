@@ -195,3 +195,9 @@ def test_serve_defaults_to_localhost_and_refuses_a_busy_port(ckpt, capsys):
         assert main(["serve", str(ckpt), "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert "cannot listen" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--max-wait-ms", "-1"), ("--max-upload-mb", "0")])
+def test_serve_refuses_meaningless_limits(ckpt, flag, value, capsys):
+    assert main(["serve", str(ckpt), "--port", "0", flag, value]) == 1
+    assert "--max-wait-ms at least 0" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def create_app(cfg: ServeConfig, model: Model | None = None):
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
 
+    if cfg.max_batch < 1 or cfg.max_wait_ms < 0 or cfg.max_upload_mb <= 0:
+        raise ServeError("--max-batch must be at least 1, --max-wait-ms at least 0 and --max-upload-mb above 0")
     model = model or Model(cfg)
     batcher = Batcher(model.probabilities, cfg.max_batch, cfg.max_wait_ms / 1000)
     limit = int(cfg.max_upload_mb * 2**20)
@@ -114,6 +117,14 @@ def create_app(cfg: ServeConfig, model: Model | None = None):
     async def unexpected(_request, e: Exception):  # a bug: the client gets one line, the server goes on
         return error(500, f"internal error ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
 
+    # A decoded image may take up to max_image_pixels * 3 bytes (about 270 MB at the default):
+    # decoding a few at a time bounds the memory that many large uploads at once could take.
+    decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+
+    async def decode(data: bytes, name: str) -> torch.Tensor:
+        async with decode_slots:
+            return await asyncio.to_thread(_prepare, data, model.transform, cfg.max_image_pixels, name)
+
     @app.get("/", response_class=HTMLResponse)
     async def index():
         return page
@@ -135,8 +146,7 @@ def create_app(cfg: ServeConfig, model: Model | None = None):
         start = time.perf_counter()
         top_k = _top_k(request.query_params.get("top_k"), cfg.top_k, len(model.labels))
         named = await _read_images(request, limit)
-        images = await asyncio.gather(*(asyncio.to_thread(_prepare, data, model.transform, cfg.max_image_pixels, name)
-                                         for name, data in named))
+        images = await asyncio.gather(*(decode(data, name) for name, data in named))
         probs = await batcher.submit(torch.stack(images))
         values, indices = probs.topk(top_k, dim=1)
         return {"model": model.description, "ms": round(1000 * (time.perf_counter() - start), 2), "predictions": [
