@@ -17,8 +17,8 @@ from .models import TAPS, list_models, model_info
 EPILOG = "Run `alexnet COMMAND --help` for the options of a command."
 WEIGHTS_HELP = (
     "'torchvision' (its ImageNet weights, from the torch hub cache or downloaded), a checkpoint of this "
-    "project, a state dict .pth (e.g. torchvision's alexnet-owt-7be5be79.pth) or a .safetensors file; "
-    "read without running pickled code"
+    "project, an export of `alexnet export` (.safetensors, .onnx, TorchScript .pt, hf folder), a state dict .pth "
+    "(e.g. torchvision's alexnet-owt-7be5be79.pth) or a .safetensors file; read without running pickled code"
 )
 
 
