@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2 as T
 
 # Commonly used ImageNet values (on [0, 1] pixels): the documented fallback when a
 # training set's own statistics are not computed. Columns of IMAGENET_EIGVEC are the
@@ -116,3 +117,40 @@ def compute_stats(dataset: Dataset, max_images: int = 5000, workers: int = 0, se
         images=n,
         mean_image=(image_sum / n).float(),
     )
+
+
+AUTO_AUGMENTS = ("none", "trivialaugment", "randaugment", "autoaugment")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation beyond the paper's crop, flip and lighting (which ``Preprocess``
+    describes, since evaluation needs to know the crop too). All off by default."""
+
+    crop_scale: float = 1.0  # < 1: RandomResizedCrop with area fraction in [crop_scale, 1]
+    color_jitter: float = 0.0  # brightness, contrast and saturation factors in [1 - x, 1 + x]
+    auto_augment: str = "none"  # one of AUTO_AUGMENTS
+    random_erasing: float = 0.0  # probability per image
+
+    @property
+    def beyond_crop_and_flip(self) -> bool:
+        """True when a sample needs more than a crop and a mirror (the cache's batched fast path)."""
+        return self.crop_scale < 1 or self.color_jitter > 0 or self.auto_augment != "none" or self.random_erasing > 0
+
+    def to_dict(self) -> dict:
+        return {"crop_scale": self.crop_scale, "color_jitter": self.color_jitter,
+                "auto_augment": self.auto_augment, "random_erasing": self.random_erasing}
+
+
+def colour_policy(aug: Augment) -> list:
+    """Photometric (and, for the automatic policies, some geometric) ops on a uint8 image tensor."""
+    ops: list = []
+    if aug.color_jitter > 0:
+        ops.append(T.ColorJitter(brightness=aug.color_jitter, contrast=aug.color_jitter, saturation=aug.color_jitter))
+    if aug.auto_augment == "trivialaugment":
+        ops.append(T.TrivialAugmentWide())
+    elif aug.auto_augment == "randaugment":
+        ops.append(T.RandAugment())
+    elif aug.auto_augment == "autoaugment":
+        ops.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET))
+    return ops

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .cache import ImageCache
 from .loading import Batch, ignore_sigint
-from .transforms import Preprocess
+from .augment import Augment
+from .transforms import Preprocess, square_train_transform
 
 
 @dataclass
@@ -158,16 +159,23 @@ class _CropBatches(Dataset):
     training and evaluation loops keep none).
     """
 
-    def __init__(self, cache: ImageCache, p: Preprocess, train: bool, finish: Finish | None = None, ring: int = 0):
+    def __init__(self, cache: ImageCache, p: Preprocess, train: bool, finish: Finish | None = None, ring: int = 0,
+                 augment: Augment = Augment()):
         self.cache, self.p, self.train, self.finish, self.ring = cache, p, train, finish, ring
         self._blocks: dict[tuple[int, ...], list[torch.Tensor]] = {}
         self._turn = 0
+        # Augmentations beyond crop and flip run per sample, with the plain path's own
+        # transform on the cached square (the same tensor from the same seed).
+        self.each = square_train_transform(p, augment) if train and augment.beyond_crop_and_flip else None
 
     def __len__(self) -> int:
         return self.cache.n
 
     def __getitem__(self, batch: list[tuple[int, int]]):
         index = [i for i, _ in batch]
+        if self.each is not None:
+            pixels = torch.stack([self._augment_one(i, seed) for i, seed in batch])
+            return pixels, torch.from_numpy(self.cache.labels[index]), None
         crops = _crops_for(batch, self.cache.size, self.p, self.train)
         in_worker = torch.utils.data.get_worker_info() is not None
         pixels = cut_slices(self.cache.images, index, crops, self.p.crop, shared=in_worker and self.finish is None)
@@ -175,6 +183,12 @@ class _CropBatches(Dataset):
             out = self._block((len(index), 3, self.p.crop, self.p.crop)) if in_worker and self.ring else None
             pixels = self.finish(pixels, crops, out)
         return pixels, torch.from_numpy(self.cache.labels[index]), crops
+
+    def _augment_one(self, i: int, seed: int) -> torch.Tensor:
+        square = torch.from_numpy(self.cache.images[i]).permute(2, 0, 1)
+        with torch.random.fork_rng(devices=[]):  # as loading.Transformed draws a sample's augmentation
+            torch.default_generator.manual_seed(seed)
+            return self.each(square)
 
     def _block(self, shape: tuple[int, ...]) -> torch.Tensor:
         blocks = self._blocks.setdefault(shape, [])
@@ -213,13 +227,15 @@ class CachedLoader:
     use it, or ``clone()`` it, before drawing two more."""
 
     def __init__(self, cache: ImageCache, p: Preprocess, sampler: Sampler, *, train: bool, device: torch.device,
-                 workers: int = 2, channels_last: bool = False, resident: bool = False):
+                 workers: int = 2, channels_last: bool = False, resident: bool = False, augment: Augment = Augment()):
         if p.resize == p.crop:
             raise ValueError("the image cache serves crops from larger images; these images are used whole (resize == crop)")
         if cache.size != p.resize:
             raise ValueError(f"cache holds {cache.size}px squares but preprocessing needs {p.resize}px")
         self.cache, self.p, self.sampler, self.train, self.device = cache, p, sampler, train, device
-        self.workers, self.resident = workers, resident
+        self.augment = augment
+        per_sample = train and augment.beyond_crop_and_flip
+        self.workers, self.resident = workers, resident and not per_sample
         self.finish = Finish(p, device, channels_last)
         # Training on the CPU: the workers finish the batches too (into shared memory), and
         # the main process only trains. On a GPU they send uint8, a quarter of the bytes,
@@ -227,8 +243,8 @@ class CachedLoader:
         self.finish_in_workers = device.type == "cpu" and workers > 0
         self.prefetch = 4
         self.dataset = _CropBatches(cache, p, train, self.finish if self.finish_in_workers else None,
-                                    ring=self.prefetch + 2)
-        if resident:  # the whole uint8 set in device memory, gathered there
+                                    ring=self.prefetch + 2, augment=augment)
+        if self.resident:  # the whole uint8 set in device memory, gathered there
             self.images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
             self.labels = torch.from_numpy(cache.labels).to(device)
 
@@ -248,11 +264,16 @@ class CachedLoader:
                             pin_memory=pin, generator=torch.Generator(), worker_init_fn=ignore_sigint,
                             prefetch_factor=self.prefetch if self.workers else None)
         for pixels, labels, crops in loader:
-            if not self.finish_in_workers:
+            if crops is None:  # finished per sample already
+                pixels = pixels.to(self.device, non_blocking=True)
+                if self.finish.channels_last:
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
+            elif not self.finish_in_workers:
                 pixels = self.finish(pixels.to(self.device, non_blocking=True), crops.to(self.device))
             yield Batch(pixels, labels.to(self.device, non_blocking=True))
 
     def preview(self, batch: list[tuple[int, int]]) -> torch.Tensor:
         """The samples of ``batch`` as training sees them (on the CPU)."""
-        pixels, _, crops = _CropBatches(self.cache, self.p, self.train, Finish(self.p, torch.device("cpu")))[batch]
+        pixels, _, crops = _CropBatches(self.cache, self.p, self.train, Finish(self.p, torch.device("cpu")),
+                                        augment=self.augment)[batch]
         return pixels

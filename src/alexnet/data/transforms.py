@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2 as T
 
-from .augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, DataStats, Lighting
+from .augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, Augment, DataStats, Lighting, colour_policy
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -131,16 +131,30 @@ def _stack_views(views: tuple) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v) for v in views])
 
 
-def train_transform(p: Preprocess) -> T.Compose:
-    if p.resize == p.crop:
+def train_transform(p: Preprocess, aug: Augment = Augment()) -> T.Compose:
+    """An image file's training view: the central ``resize`` square, then ``square_train_transform``."""
+    return T.Compose([*_square(p), T.PILToTensor(), square_train_transform(p, aug)])
+
+
+def square_train_transform(p: Preprocess, aug: Augment = Augment()) -> T.Compose:
+    """A ``(3, resize, resize)`` uint8 square -> the float training input ``(3, crop, crop)``.
+
+    The image cache stores exactly these squares, so the plain path and the cache path run
+    this same transform, and from the same sample seed give the same tensor.
+    """
+    if p.resize == p.crop and aug.crop_scale == 1:
         # Images already at network size: nothing to crop from, so jitter instead.
-        jitter = [T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
+        geometric = [T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
+    elif aug.crop_scale < 1:
+        geometric = [T.RandomResizedCrop(p.crop, scale=(aug.crop_scale, 1.0), antialias=True)]
     else:
-        jitter = [T.RandomCrop(p.crop)]
+        geometric = [T.RandomCrop(p.crop)]
     if p.flip:
-        jitter.append(T.RandomHorizontalFlip())
+        geometric.append(T.RandomHorizontalFlip())
+    colour = colour_policy(aug)
     lighting = [Lighting(p.lighting, p.eigval, p.eigvec)] if p.lighting > 0 else []
-    if p.mean_image is not None:  # the paper's order: the 256 square, mean image off, then crop
-        return T.Compose([*_square(p), *_to_float(), *lighting, *_normalize(p), *jitter])
-    # Crops come from the central square, as in the paper (and as the image cache stores it).
-    return T.Compose([*_square(p), *jitter, *_to_float(), *lighting, *_normalize(p)])
+    erasing = [T.RandomErasing(aug.random_erasing)] if aug.random_erasing > 0 else []
+    to_float = [T.ToDtype(torch.float32, scale=True)]
+    if p.mean_image is not None:  # the paper's order: mean image off the whole square, then crop
+        return T.Compose([*colour, *to_float, *lighting, *_normalize(p), *geometric, *erasing])
+    return T.Compose([*geometric, *colour, *to_float, *lighting, *_normalize(p), *erasing])

@@ -16,8 +16,8 @@ import torch
 
 from .visuals import conv1_grid, draw_curves
 
-METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds",
-                 "ema_val_loss", "ema_val_top1")  # the last two with --ema only
+METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds")
+EMA_FIELDS = ("ema_val_loss", "ema_val_top1")  # runs with --ema only
 
 
 class PlainProgress:
@@ -100,7 +100,8 @@ class RunLogger:
         row = history[-1]
         tmp = self.out / "metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            columns = METRIC_FIELDS + (EMA_FIELDS if EMA_FIELDS[0] in row else ())
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(history)
         tmp.replace(self.out / "metrics.csv")

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.loading import sample_seed
+from ..data.mixing import Mixing
 from ..errors import AlexNetError
 from .distributed import Dist, sum_across
 from .optim import Schedule
@@ -26,6 +28,10 @@ class Knobs:
     channels_last: bool = False
     label_smoothing: float = 0.0
     clip_grad_norm: float | None = None
+    accumulate: int = 1  # chunks per batch, one forward and backward each, one optimizer step
+    mixing: Mixing = Mixing()
+    seed: int = 0  # with the step and the rank, seeds each batch's mixing
+    rank: int = 0
 
     def autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=AMP_DTYPES.get(self.amp), enabled=self.amp != "off")
@@ -103,13 +109,15 @@ def train_one_epoch(
     position: Position,
     after_step: Callable[[torch.Tensor], bool] = lambda loss: False,
     on_skipped: Callable[[tuple[str, ...]], None] = lambda problems: None,
+    ema: nn.Module | None = None,
 ) -> bool:
     """One pass over ``loader``, adding into ``totals``; returns True if ``after_step`` asked to stop.
 
     The learning rate is set from ``schedule`` before every step. ``after_step(loss)`` runs
     after each optimizer step (logging, mid-epoch checkpoints, Ctrl-C). Unreadable images
     the loader left out are passed to ``on_skipped``; a batch with none readable counts as
-    a step (so a resumed epoch skips the same batches) but changes nothing.
+    a step (so a resumed epoch skips the same batches) but changes nothing. ``ema`` (an
+    ``AveragedModel``) is updated after every optimizer step.
     """
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -123,24 +131,50 @@ def train_one_epoch(
             continue
         schedule.apply(optimizer, position.global_step)
         images, target = knobs.to_device(images, device), target.to(device, non_blocking=True)
-        with knobs.autocast(device):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=knobs.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        loss, correct = _forward_backward(model, images, target, scaler, device, knobs, position.global_step)
         if knobs.clip_grad_norm:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, knobs.clip_grad_norm)
         scaler.step(optimizer)
         scaler.update()
-        totals.loss_sum += loss.detach() * len(target)
-        totals.correct += (logits.detach().argmax(1) == target).sum()
+        if ema is not None:
+            ema.update_parameters(model)
+        totals.loss_sum += loss * len(target)
+        totals.correct += correct
         totals.seen += len(target)
         position.global_step += 1
         position.step_in_epoch += 1
         if after_step(loss):
             return True
     return False
+
+
+def _forward_backward(model: nn.Module, images: torch.Tensor, target: torch.Tensor, scaler: torch.amp.GradScaler,
+                      device: torch.device, knobs: Knobs, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the batch's mean loss, in ``knobs.accumulate`` chunks; (mean loss, correct) detached.
+
+    With MixUp or CutMix the loss is ``lam`` times the loss on the image's own label plus
+    ``1 - lam`` times the loss on its partner's, and a prediction counts as correct when it
+    names the label with the larger share.
+    """
+    partner, lam = target, 1.0
+    if knobs.mixing.on:
+        images, partner, lam = knobs.mixing(images, target, sample_seed(knobs.seed, step, knobs.rank))
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = knobs.accumulate
+    for x, y, y2 in zip(images.chunk(n), target.chunk(n), partner.chunk(n)):  # views: memory format kept
+        with knobs.autocast(device):
+            logits = model(x)
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y, label_smoothing=knobs.label_smoothing)
+        if lam < 1.0:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y2, label_smoothing=knobs.label_smoothing)
+        scaler.scale(loss * (len(y) / len(target)) if n > 1 else loss).backward()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == (y if lam >= 0.5 else y2)).sum()
+    return loss_sum / len(target), correct
 
 
 @torch.no_grad()

@@ -84,20 +84,22 @@ def build_optimizer(
     model: nn.Module, lr: float, momentum: float, weight_decay: float, *,
     paper_momentum: bool = False, no_decay_bias_norm: bool = False, device: torch.device | None = None,
     backbone_lr_scale: float = 1.0, amp: str = "off", layers_join_later: bool = False,
+    kind: str = "sgd", nesterov: bool = False,
 ) -> torch.optim.Optimizer:
+    """SGD (torch's, or the paper's form) or AdamW over ``param_groups``."""
     groups = param_groups(model, weight_decay, no_decay_bias_norm, backbone_lr_scale)
     if paper_momentum:
         return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    # One fused kernel for all parameters on CUDA and the CPU (on a 2-core CPU the update of
-    # alexnet took 40 ms instead of 190: README, "Model throughput"); multi-tensor elsewhere.
-    # Not with fp16's grad scaler on the CPU: there the fused step did not skip the steps
-    # whose scaled gradients overflowed, and the weights became inf (found by the tests).
-    # Nor when frozen layers join later (--unfreeze-schedule): the fused kernel cannot step a
-    # group where some parameters have momentum buffers and the newly unfrozen ones none yet.
+    # One fused kernel for all parameters (docs/performance.md), multi-tensor otherwise. Not
+    # with fp16's grad scaler on the CPU, whose fused step does not skip overflowed steps;
+    # nor when frozen layers join later (--unfreeze-schedule): a fused step cannot mix
+    # parameters with and without optimizer state in one group.
     fused = device is not None and not layers_join_later and \
         (device.type == "cuda" or (device.type == "cpu" and amp != "fp16"))
     fast = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **fast)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **fast)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **fast)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..data.augment import Augment
 from ..data.cache import ImageCache, cache_split
 from ..data.datasets import DataError, FolderSubset, Splits
 from ..data.fast import CachedLoader, EvalBatches
@@ -36,6 +37,10 @@ def check_all_images(cfg: TrainConfig, splits: Splits, log) -> None:
                         "fix or remove them, or drop --strict to skip them")
 
 
+def augment_of(cfg: TrainConfig) -> Augment:
+    return Augment(cfg.crop_scale, cfg.color_jitter, cfg.auto_augment, cfg.random_erasing)
+
+
 def check_fast_paths(cfg: TrainConfig, splits: Splits) -> None:
     """--cache and --decode-on-device serve random crops from larger images: refuse them,
     before anything is made, for data that cannot use them."""
@@ -46,6 +51,9 @@ def check_fast_paths(cfg: TrainConfig, splits: Splits) -> None:
     if cfg.decode_on_device and (whole or not all(isinstance(splits.get(name), FolderSubset) for name in ("train", "val"))):
         raise ConfigError(f"--decode-on-device decodes image files; {cfg.data} is not a folder of images "
                           "to crop from; drop the flag")
+    if cfg.decode_on_device and augment_of(cfg).beyond_crop_and_flip:
+        raise ConfigError("--decode-on-device augments whole batches with crops, flips and lighting only; "
+                          "--crop-scale, --color-jitter, --auto-augment and --random-erasing need --cache or the plain path")
 
 
 @dataclass
@@ -109,7 +117,7 @@ def make_loaders(cfg: TrainConfig, splits: Splits, caches: Caches | None, prepro
         resident = device.type == "cuda" and \
             caches.train.nbytes + caches.val.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]
         kw = dict(device=device, workers=cfg.workers, channels_last=cfg.channels_last, resident=resident)
-        return (CachedLoader(caches.train, preprocess, sampler, train=True, **kw),
+        return (CachedLoader(caches.train, preprocess, sampler, train=True, augment=augment_of(cfg), **kw),
                 CachedLoader(caches.val, preprocess, EvalBatches(caches.val.n, cfg.batch_size, d.world, d.rank),
                              train=False, **kw))
     if cfg.decode_on_device:
@@ -118,12 +126,13 @@ def make_loaders(cfg: TrainConfig, splits: Splits, caches: Caches | None, prepro
                 DeviceDecodeLoader(splits.val, preprocess, EvalBatches(len(splits.val), cfg.batch_size, d.world, d.rank),
                                    train=False, **kw))
     pin = device.type == "cuda"
-    return (train_loader(Transformed(splits.train, train_transform(preprocess)), sampler, cfg.workers, pin),
+    return (train_loader(Transformed(splits.train, train_transform(preprocess, augment_of(cfg))), sampler, cfg.workers, pin),
             eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
                         d.world, d.rank))
 
 
-def preview(loader, splits: Splits, preprocess: Preprocess, sampler: EpochBatchSampler, n: int = 32) -> torch.Tensor:
+def preview(loader, splits: Splits, preprocess: Preprocess, sampler: EpochBatchSampler, augment: Augment,
+            n: int = 32) -> torch.Tensor:
     """Up to ``n`` images of the first batch, augmented exactly as training will see them
     (per-sample seeds, so drawing them changes nothing in the run)."""
     probe = EpochBatchSampler(sampler.n, sampler.batch_size, sampler.seed, sampler.world, sampler.rank)
@@ -131,7 +140,7 @@ def preview(loader, splits: Splits, preprocess: Preprocess, sampler: EpochBatchS
     batch = next(iter(probe))[:n]
     if isinstance(loader, (CachedLoader, DeviceDecodeLoader)):
         return loader.preview(batch)
-    dataset = Transformed(splits.train, train_transform(preprocess))
+    dataset = Transformed(splits.train, train_transform(preprocess, augment))
     items = [dataset[index] for index in batch]
     return collate(items).images
 
