@@ -10,7 +10,7 @@ import pytest
 from alexnet.cli import build_parser, main
 
 SUBCOMMANDS = ["models", "summary", "train", "finetune", "evaluate", "predict", "features", "neighbors", "bench", "plot", "report", "prepare",
-               "export", "serve"]
+               "export", "serve", "convert"]
 
 
 def test_subcommands_are_all_tested():

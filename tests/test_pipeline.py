@@ -71,7 +71,8 @@ def test_training_skips_bad_files_and_says_how_many(tmp_path, capsys):
     write_images(tmp_path / "d", 6)
     bad = _bad_files(tmp_path / "d")
     assert _train(tmp_path / "d", tmp_path / "run", "--val-split", "0.5") == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # skip reports go to stderr, the epoch's count to stdout
     reported = [p for p in bad.values() if str(p) in out]
     assert reported, out  # the ones that fell in the training half, named
     assert "unreadable images skipped" in out

@@ -70,8 +70,11 @@ def survey(splits: Splits, sample: int = 64) -> DataSurvey:
 def scratch_settings(s: DataSurvey) -> tuple[dict[str, Any], str]:
     """The data-dependent settings, and one line that says what was chosen and why."""
     if s.side <= 40:  # CIFAR, digits, thumbnails
-        model = {"arch": "alexnet_cifar", "model_option": ["norm=bn", ALL_CONVS], "image_size": 32}
-        net = "alexnet_cifar with BatchNorm at 32 px"
+        # 32 px leaves little to crop or distort: the CIFAR trainers' shifts and flips only
+        # (a 32 crop from the 37 px square), without TrivialAugment, scale crops or erasing.
+        model = {"arch": "alexnet_cifar", "model_option": ["norm=bn", ALL_CONVS], "image_size": 32,
+                 "auto_augment": "none", "crop_scale": 1.0, "random_erasing": 0.0}
+        net = "alexnet_cifar with BatchNorm at 32 px, shifts and flips"
     elif s.train_images >= 100_000:  # ImageNet-sized: torchvision's network whole, with BatchNorm
         model = {"arch": "alexnet", "model_option": ["norm=bn", ALL_CONVS], "image_size": 224}
         net = "alexnet with BatchNorm at 224 px"
@@ -95,6 +98,7 @@ def scratch_settings(s: DataSurvey) -> tuple[dict[str, Any], str]:
         "ema": round(1 - 1 / max(100, 2 * steps_per_epoch), 5),
     }
     why = (f"scratch recipe: {s.classes} classes, {s.train_images:,} training images of ~{s.side} px -> {net}, "
-           f"batch {batch}, {epochs} epochs, one-cycle lr {values['lr']:g}, TrivialAugment, scale crops, "
-           "erasing, label smoothing, EMA (any flag you give overrides these; --recipe none for none of them)")
+           f"batch {batch}, {epochs} epochs, one-cycle lr {values['lr']:g}, label smoothing, EMA"
+           + ("" if s.side <= 40 else ", TrivialAugment, scale crops, erasing")
+           + " (flags you give override these; --recipe none for none of them)")
     return values, why
