@@ -24,6 +24,7 @@ from ..data import DataError, open_source
 from ..data.augment import DataStats, compute_stats
 from ..data.datasets import SPLIT_SEED, Splits
 from ..data.loading import EpochBatchSampler, collate
+from ..data.mixing import Mixing
 from ..data.transforms import Preprocess
 from ..errors import AlexNetError
 from ..models import AlexNet, AlexNetConfig, get_model, list_models, model_info, parse_model_options
@@ -34,7 +35,6 @@ from .scratch import scratch_settings, survey
 from .logging import RunLogger
 from .memory import check_image_size
 from .skipped import NamingSkips, warn
-from ..data.mixing import Mixing
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
 from .resume import Progress, RunDirError, StopFlag, random_state, resolve_config, set_random_state
@@ -159,6 +159,9 @@ def _scratch(cfg: TrainConfig, explicit: set[str], log) -> TrainConfig:
     values, why = scratch_settings(survey(splits))
     if "arch" in explicit:  # the network chosen is used exactly as it is
         values.pop("model_option")
+    given = sorted(k for k in values if k in explicit and getattr(cfg, k) != values[k])
+    if given:
+        why += "; yours: " + ", ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in given)
     if int(os.environ.get("RANK", "0")) == 0:  # before the process group exists: one line, not one per rank
         log(why)
     return replace(cfg, **{k: v for k, v in values.items() if k not in explicit})
