@@ -4,7 +4,7 @@
 
 * CPU: the model exported to ONNX and run by ONNX Runtime, whose MLAS convolutions (blocked
   NCHWc layout, ReLU fused in) beat oneDNN's on the 2-core AVX2 machine this was measured
-  on (README, "Model throughput"). It gave 1.85x the images/s of eager fp32
+  on (docs/performance.md, "Model throughput"). It gave 1.85x the images/s of eager fp32
   PyTorch for ``alexnet`` (224 px, batch 32) and 1.5x for ``alexnet_cifar`` (32 px, batch
   256), at the same thread count, after a few seconds of export. Also measured there
   (``benchmarks/model_throughput.py --candidates``): channels_last 1.2x / 1.4x,
