@@ -137,10 +137,6 @@ class Augment:
         """True when a sample needs more than a crop and a mirror (the cache's batched fast path)."""
         return self.crop_scale < 1 or self.color_jitter > 0 or self.auto_augment != "none" or self.random_erasing > 0
 
-    def to_dict(self) -> dict:
-        return {"crop_scale": self.crop_scale, "color_jitter": self.color_jitter,
-                "auto_augment": self.auto_augment, "random_erasing": self.random_erasing}
-
 
 def colour_policy(aug: Augment) -> list:
     """Photometric (and, for the automatic policies, some geometric) ops on a uint8 image tensor."""
