@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR := runs/demo
 
-.PHONY: demo test test-browser install clean
+.PHONY: demo test test-fast test-browser install clean
 
 install: $(STAMP)
 
@@ -15,11 +15,16 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
+# Everything, as CI runs it; the 15 slowest tests are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
+
+# The tests marked slow (over ~3 s each) left out: for the edit-test loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m 'not slow' --durations=15
 
 # The page of `alexnet serve` in a real browser: Debian's chromium and chromium-driver are
 # installed when missing (as root, or through sudo), Selenium through the `browser` extra;
@@ -28,7 +33,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-browser: $(STAMP)
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
-	$(PY) -m pip install --quiet -e '.[test,browser]'
+	$(PY) -m pip install --quiet -e '.[all,test,browser]'
 	$(PY) -m pytest tests/test_browser.py -v -rs
 
 # Train alexnet_cifar on scikit-learn's handwritten digits (real data shipped inside an

@@ -68,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = args.cache_dir or tmp
         start = time.perf_counter()
-        cache = cache_split(splits.train, p.resize, "bench-train", cache_dir, args.workers, log=lambda *a: None)
+        cache = cache_split(splits.train, p.resize, "bench-train", cache_dir, args.workers)
         build_s = time.perf_counter() - start
         sampler = EpochBatchSampler(cache.n, args.batch_size, seed=0)
         ours = CachedLoader(cache, p, sampler, train=True, device=torch.device("cpu"), workers=args.workers)

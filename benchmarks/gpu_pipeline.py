@@ -77,12 +77,12 @@ from alexnet.data.datasets import FolderSubset
 from alexnet.data.fast import CachedLoader
 from alexnet.data.jpeg import DeviceDecodeLoader
 from alexnet.data.loading import EpochBatchSampler
-from alexnet.engine.device import resolve_device
+from alexnet.engine.device import resolve_device, sync_for
 from alexnet.engine.loop import Knobs, Position, Totals, train_one_epoch
 from alexnet.engine.optim import Schedule, build_optimizer
 from alexnet.errors import AlexNetError
 from alexnet.tasks.bench import (
-    LR, MOMENTUM, WEIGHT_DECAY, Settings, best_settings, dumps, engine_train_step, header_line, interleave,
+    LR, MOMENTUM, WEIGHT_DECAY, best_settings, dumps, engine_train_step, header_line, interleave,
     plain_train_step,
 )
 
@@ -130,9 +130,6 @@ def make_jpegs(folder: Path, n: int, workers: int) -> float:
 # --- model only -----------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-
 
 def our_alexnet(hidden: int) -> torch.nn.Module:
     torch.manual_seed(0)
@@ -149,14 +146,14 @@ def torchvision_alexnet(hidden: int) -> torch.nn.Module:
     return model
 
 
-def model_only(device: torch.device, batch: int, size: int, settings: Settings, rounds: int,
+def model_only(device: torch.device, batch: int, size: int, settings: Knobs, rounds: int,
                min_seconds: float, hidden: int, warmup: int) -> dict:
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, size, size, generator=g).to(device)
     target = torch.randint(0, NUM_CLASSES, (batch,), generator=g).to(device)
     best, how = engine_train_step(our_alexnet(hidden).to(device), images, target, settings)
     baseline = plain_train_step(torchvision_alexnet(hidden).to(device), images, target)
-    timings = interleave({"baseline": baseline, "best": best}, rounds, min_seconds, _sync(device), warmup)
+    timings = interleave({"baseline": baseline, "best": best}, rounds, min_seconds, sync_for(device), warmup)
     base = [batch / s for s in timings["baseline"].per_round_s]
     ours = [batch / s for s in timings["best"].per_round_s]
     return {"settings": how, "baseline": base, "best": ours, "first_step_s": timings["best"].warmup_s[0],
@@ -224,7 +221,7 @@ def decode_feed(subset, p, batch: int, workers: int, device: torch.device, chann
 class FeedStep:
     """``engine_train_step``'s step, set up the same way (``alexnet train``'s), fed a loader's batches."""
 
-    def __init__(self, device: torch.device, settings: Settings, hidden: int):
+    def __init__(self, device: torch.device, settings: Knobs, hidden: int):
         model = our_alexnet(hidden).to(device)
         if settings.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -233,7 +230,7 @@ class FeedStep:
         self.net = torch.compile(model) if settings.compile else model
         self.schedule = Schedule("constant", LR, total_steps=1, steps_per_epoch=1)
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
-        self.knobs = Knobs(amp=settings.amp, channels_last=settings.channels_last)
+        self.knobs = settings
         self.totals, self.position = Totals.zeros(device), Position()
 
     def __call__(self, batches: Iterable) -> None:
@@ -329,7 +326,7 @@ def main() -> int:
         settings = dataclasses.replace(settings, compile=False)
     if cuda:
         torch.backends.cudnn.benchmark = True
-    sync = _sync(device)
+    sync = sync_for(device)
 
     with tempfile.TemporaryDirectory(prefix="gpu_pipeline-") as tmp:
         tmp = Path(tmp)
@@ -385,8 +382,7 @@ def main() -> int:
                     built[name] = baseline_feed(train_root, train.paths, p, batch, workers, device)
                 elif name == "cache":
                     start = time.perf_counter()
-                    cache = cache_split(train, p.resize, "gpu-pipeline-train", args.cache_dir or tmp / "cache",
-                                        workers, log=lambda *a: None)
+                    cache = cache_split(train, p.resize, "gpu-pipeline-train", args.cache_dir or tmp / "cache", workers)
                     cache_build_s, cache_gib = time.perf_counter() - start, cache.nbytes / 2**30
                     if args.resident == "auto":  # as alexnet.engine.pipeline.make_loaders decides
                         resident = cuda and cache.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]

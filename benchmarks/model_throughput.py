@@ -32,8 +32,10 @@ import torch
 from alexnet import get_model
 from alexnet.engine.device import resolve_device
 from alexnet.engine.inference import optimize_for_inference
+from alexnet.engine.loop import Knobs
+from alexnet.errors import first_line
 from alexnet.tasks.bench import (
-    Settings, bench_arch, dumps, engine_train_step, format_table, header_line, interleave, plain_train_step,
+    bench_arch, dumps, engine_train_step, format_table, header_line, interleave, plain_train_step,
 )
 
 SHAPES = {"alexnet": (32, 224), "alexnet_cifar": (256, 32)}
@@ -202,10 +204,10 @@ def training_candidates(arch: str, images: torch.Tensor, target: torch.Tensor) -
 
     def model():
         torch.manual_seed(0)
-        return get_model(arch, num_classes=10 if arch == "alexnet_cifar" else 1000)
+        return get_model(arch)  # the variant's own number of classes: 10 for alexnet_cifar
 
     def engine(**settings):
-        return lambda: engine_train_step(model(), images, target, Settings(**settings))[0]
+        return lambda: engine_train_step(model(), images, target, Knobs(**settings))[0]
 
     return {
         "plain eager loop (baseline)": lambda: plain_train_step(model(), images, target),
@@ -243,7 +245,7 @@ def candidates(rounds: int, min_seconds: float) -> None:
                 fn = build()
                 out = fn(images)  # compiles, where there is compiling to do
             except Exception as e:  # noqa: BLE001 - a candidate that cannot run is reported, not fatal
-                notes[name] = f"fails: {str(e).splitlines()[0][:90]}"
+                notes[name] = f"fails: {first_line(e)[:90]}"
                 continue
             setup = time.perf_counter() - start
             error = (out.float() - reference).abs().max().item()

@@ -35,7 +35,8 @@ from alexnet.data.loading import EpochBatchSampler
 from alexnet.engine.config import TrainConfig
 from alexnet.engine.train import fit
 from alexnet.models import get_model
-from alexnet.tasks.bench import Settings, engine_train_step
+from alexnet.engine.loop import Knobs
+from alexnet.tasks.bench import engine_train_step
 
 
 def subset(src: Path, dst: Path, n: int) -> Path:
@@ -84,7 +85,7 @@ def ours_epoch(data: Path, size: int, batch: int, workers: int, device: str, out
     cfg = TrainConfig(data=str(data), arch="alexnet_cifar", image_size=size, epochs=1, batch_size=batch,
                       workers=workers, val_split=0.02, stats_images=256, cache=True, cache_dir=str(cache),
                       out=str(out), device=device, log_every=10_000, **fast)
-    fit(cfg, log=lambda *a, **k: None)
+    fit(cfg)  # quiet: nothing shows the alexnet loggers here
     with open(out / "metrics.csv") as f:
         row = next(csv.DictReader(f))
     return float(row["seconds"]), round(float(row["img_per_s"]) * float(row["seconds"]))
@@ -111,14 +112,14 @@ def profile(data: Path, size: int, batch: int, workers: int, device: torch.devic
     can give: an epoch cannot run faster than its steps."""
     splits = open_source(str(data), size, 0.02)
     p = splits.preprocess
-    built = cache_split(splits.train, p.resize, "profile", str(cache), workers, log=lambda *a: None)
+    built = cache_split(splits.train, p.resize, "profile", str(cache), workers)
     sampler = EpochBatchSampler(built.n, batch, seed=0)
     sampler.set_epoch(1)
     ours = CachedLoader(built, p, sampler, train=True, device=device, workers=workers, channels_last=fast["channels_last"])
     model = get_model("alexnet_cifar", num_classes=len(splits.class_names)).to(device)
     images = torch.randn(batch, 3, size, size, device=device)
     target = torch.randint(0, len(splits.class_names), (batch,), device=device)
-    step, _ = engine_train_step(model, images, target, Settings(**fast))
+    step, _ = engine_train_step(model, images, target, Knobs(**fast))
     step(1)  # warm-up (and compilation)
     n = 5
     start = time.perf_counter()

@@ -42,6 +42,39 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def own_dirs(tmp_path, monkeypatch):
+    """The image cache ($ALEXNET_CACHE) and data sets ($ALEXNET_DATA) in the test's own
+    folder: no test reads or writes the user's ~/.cache/alexnet."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALEXNET_DATA", str(tmp_path / "datasets"))
+
+
+# Flags for a network and batches small enough that a test's training run takes seconds on a CPU.
+TINY = ("--arch", "alexnet_cifar", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def train_run():
+    """``train_run(data, out, *flags) -> exit status`` of `alexnet train` with the TINY flags,
+    for one epoch unless ``flags`` say otherwise (of a flag given twice, the later wins)."""
+    from alexnet.cli import main
+
+    def run(data, out, *flags: str) -> int:
+        return main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1", *flags])
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def make_preprocess():
+    """``make_preprocess(**kw)``: a ``Preprocess`` of 32 px crops from 37 px squares with
+    made-up channel statistics (any other field through ``kw``)."""
+    from alexnet.data.transforms import Preprocess
+
+    return lambda **kw: Preprocess(crop=32, resize=37, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), **kw)
+
+
 def write_cifar(folder: Path, kind: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:
     """A CIFAR pickle folder in the original format (Python 2 pickles: bytes keys), small."""
     import pickle

@@ -122,6 +122,7 @@ def test_load_sources(ckpt, tmp_path):
         alexnet.load(ckpt).predict(np.zeros((8, 8, 3), np.uint8), top_k=0)
 
 
+@pytest.mark.slow
 def test_torchvision_weights_by_name(tmp_path, monkeypatch):
     import torchvision
 

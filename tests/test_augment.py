@@ -96,7 +96,7 @@ def test_cache_path_gives_the_plain_paths_tensors(split_folder, tmp_path):
     aug = Augment(crop_scale=0.3, color_jitter=0.3, auto_augment="trivialaugment", random_erasing=0.5)
     splits = open_source(str(split_folder), 32)
     p = splits.preprocess
-    cache = cache_split(splits.train, p.resize, "t-train", tmp_path / "cache", log=lambda *a: None)
+    cache = cache_split(splits.train, p.resize, "t-train", tmp_path / "cache")
     plain = Transformed(splits.train, train_transform(p, aug))
     batch = [(i, sample_seed(3, 1, i)) for i in (0, 5, 9, 17)]
     cached, labels, _ = _CropBatches(cache, p, True, augment=aug)[batch]
@@ -110,6 +110,7 @@ def _weights(run: Path, key: str = "model") -> dict:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [[], ["--optimizer", "adamw", "--weight-decay", "0.05"]])
 def test_every_augmentation_and_the_ema_resume_bitwise(split_folder, tmp_path, optimizer):
     extra = [*SMALL, *EVERYTHING, *optimizer, "--batch-size", "4", "--schedule", "constant", "--seed", "3"]
@@ -128,6 +129,7 @@ def test_every_augmentation_and_the_ema_resume_bitwise(split_folder, tmp_path, o
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ema_is_evaluated_and_best_holds_the_better_weights(split_folder, tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
@@ -173,6 +175,7 @@ def test_bad_augmentation_values_are_one_line_errors(split_folder, tmp_path, cap
     (DataSurvey(5, 3_453, 128), "alexnet", 112, 64),  # flowers_128
     (DataSurvey(2, 2_000, 400), "alexnet", 128, 64),  # cats vs dogs photos
     (DataSurvey(2, 245, 500), "alexnet", 128, 32),
+    (DataSurvey(3, 15, 40), "alexnet_cifar", 32, 4),  # a handful of photos: still several steps
     (DataSurvey(1000, 1_281_167, 400), "alexnet", 224, 128),
 ])
 def test_scratch_recipe_follows_the_data(survey, arch, size, batch):
@@ -187,3 +190,40 @@ def test_scratch_is_the_default_unless_a_network_is_chosen():
     assert apply_recipe(TrainConfig(data="x"), {"data"}).recipe == "scratch"
     assert apply_recipe(TrainConfig(data="x", arch="alexnet"), {"data", "arch"}).recipe is None
     assert apply_recipe(TrainConfig(data="x", recipe="none"), {"data", "recipe"}).crop_scale == 1.0
+
+
+def test_evaluate_tta_averages_the_softmax_of_each_image_and_its_mirror(split_folder, tmp_path, train_run):
+    from alexnet import checkpoint
+    from alexnet.data.images import load_rgb
+    from alexnet.data.transforms import eval_transform
+    from alexnet.models import model_from_checkpoint
+    from alexnet.tasks.evaluate import evaluate_checkpoint
+
+    assert train_run(split_folder, tmp_path / "run") == 0
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    ev = evaluate_checkpoint(path, str(split_folder), torch.device("cpu"), split="val", workers=0, tta=True)
+    assert ev.views == "centre crop + mirror" and ev.result.images == 12
+
+    ckpt = checkpoint.load(path)
+    model = model_from_checkpoint(ckpt).eval()
+    transform = eval_transform(Preprocess.from_dict(ckpt["preprocess"]))
+    val = open_source(str(split_folder), 32, 0.1).val
+    x = torch.stack([transform(load_rgb(p)) for p in val.paths])
+    with torch.no_grad():
+        probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    loss = torch.nn.functional.nll_loss(probs.log(), torch.tensor(val.targets))
+    assert ev.result.loss == pytest.approx(loss.item(), rel=1e-4)
+    plain = evaluate_checkpoint(path, str(split_folder), torch.device("cpu"), split="val", workers=0)
+    assert plain.result.loss != pytest.approx(ev.result.loss, rel=1e-6)  # the mirror changed the answer
+    assert main(["evaluate", "--checkpoint", str(path), "--data", str(split_folder), "--tta", "--ten-crop"]) == 1
+
+
+def test_a_default_batch_larger_than_the_data_shrinks_and_a_chosen_one_is_kept(split_folder, tmp_path, capsys):
+    import json
+
+    base = ["train", "--data", str(split_folder), "--arch", "alexnet_cifar", "--image-size", "32", "--epochs", "1",
+            "--workers", "0", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0  # 24 training images, default batch 128
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["batch_size"] == 8
+    assert "batch 128 is more than the 24 training images: batch 8" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "b"), "--batch-size", "64"]) == 1

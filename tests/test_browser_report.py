@@ -32,6 +32,7 @@ def screenshot(page: Path, out: Path, window: tuple[int, int] = WINDOW) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
 def test_report_opens_offline_in_chromium(tmp_path):
     from conftest import write_images

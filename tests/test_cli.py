@@ -37,6 +37,7 @@ def test_train_help_documents_every_flag(capsys):
     assert "alexnet_cifar" in out and "(default: 0.0005)" in out
 
 
+@pytest.mark.slow
 def test_python_m_alexnet():
     r = subprocess.run([sys.executable, "-m", "alexnet", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "summary" in r.stdout and "train" in r.stdout

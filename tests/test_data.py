@@ -31,8 +31,9 @@ def test_prepare_cifar_writes_the_png_layout_that_trains(tmp_path, capsys):
     splits = open_source(str(tmp_path / "png"), 32, val_split=0.2)  # train/ + test/, no val/
     assert (len(splits.train), len(splits.val), len(splits.test)) == (80, 20, 20)
     assert "train/ split 80%/20%" in splits.description
-    assert main(["prepare", "cifar10", "--to-folders", str(tmp_path / "x")]) == 1
-    assert "needs SRC" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a usage error, from argparse: prepare cifar10 takes SRC
+        main(["prepare", "cifar10", "--to-folders", str(tmp_path / "x")])
+    assert e.value.code == 2 and "required: SRC" in capsys.readouterr().err
     assert main(["prepare", "cifar10", str(tmp_path), "--to-folders", str(tmp_path / "y")]) == 1
     assert "not a CIFAR pickle folder" in capsys.readouterr().err
 

@@ -38,6 +38,7 @@ def _metrics(run: Path) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(run / "metrics.csv"))]
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything(split_folder, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
@@ -171,21 +172,101 @@ def test_early_stop_and_schedules_run(split_folder, tmp_path, capsys):
     assert "lr divided by 10" in out
 
 
+class KnobSpy:
+    """What a training run really did, step by step: the dtype of the logits and the memory
+    format of the input and of conv1's weights in each training forward, the label smoothing
+    of each loss, the clipping asked for and the gradient norm after it, the learning rate of
+    each step, and the worker count of each DataLoader."""
+
+    def __init__(self, monkeypatch):
+        from alexnet.engine.optim import Schedule
+        from alexnet.models import AlexNet
+
+        self.forwards, self.smoothing, self.clips, self.lrs, self.workers = [], set(), [], [], []
+        forward, cross_entropy = AlexNet.forward, torch.nn.functional.cross_entropy
+        clip, apply, loader_init = torch.nn.utils.clip_grad_norm_, Schedule.apply, torch.utils.data.DataLoader.__init__
+
+        def spy_forward(model, x):
+            out = forward(model, x)
+            if model.training:
+                cl = torch.channels_last
+                self.forwards.append((out.dtype, x.is_contiguous(memory_format=cl),
+                                      model.conv1.weight.is_contiguous(memory_format=cl)))
+            return out
+
+        def spy_cross_entropy(*args, **kwargs):
+            self.smoothing.add(kwargs.get("label_smoothing", 0.0))
+            return cross_entropy(*args, **kwargs)
+
+        def spy_clip(params, max_norm, *args, **kwargs):
+            params = list(params)
+            clip(params, max_norm, *args, **kwargs)
+            after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            self.clips.append((max_norm, after.item()))
+
+        def spy_apply(schedule, optimizer, step):
+            apply(schedule, optimizer, step)
+            self.lrs.append(optimizer.param_groups[0]["lr"])
+
+        def spy_loader_init(loader, *args, **kwargs):
+            loader_init(loader, *args, **kwargs)
+            self.workers.append(loader.num_workers)
+
+        monkeypatch.setattr(AlexNet, "forward", spy_forward)
+        monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy_cross_entropy)
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
+        monkeypatch.setattr(Schedule, "apply", spy_apply)
+        monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", spy_loader_init)
+
+
+# What a run with none of the knobs does (SMALL, --lr 0.001, batch 4 of 24 images: 6 steps an epoch).
+PLAIN = {"dtype": torch.float32, "channels_last": False, "velocity": "momentum_buffer", "smoothing": {0.0},
+         "clip": None, "weight_decays": [5e-4], "workers": 0, "schedule": "cosine"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "knobs",
+    "knobs, effects",
     [
-        ["--amp", "bf16", "--channels-last"],
-        ["--paper-momentum", "--label-smoothing", "0.1", "--clip-grad-norm", "1.0"],
-        ["--no-decay-bias-norm", "--schedule", "onecycle", "--warmup-epochs", "0.5", "--workers", "2"],
-        ["--amp", "fp16", "--schedule", "step", "--step-epochs", "1"],
+        (["--amp", "bf16", "--channels-last"], {"dtype": torch.bfloat16, "channels_last": True}),
+        (["--paper-momentum", "--label-smoothing", "0.1", "--clip-grad-norm", "1.0"],
+         {"velocity": "velocity", "smoothing": {0.1}, "clip": 1.0}),
+        (["--no-decay-bias-norm", "--schedule", "onecycle", "--warmup-epochs", "0.5", "--workers", "2"],
+         {"weight_decays": [0.0, 5e-4], "schedule": "onecycle", "workers": 2}),
+        (["--amp", "fp16", "--schedule", "step", "--step-epochs", "1"], {"dtype": torch.float16, "schedule": "step"}),
     ],
 )
-def test_speed_and_recipe_knobs_train_on_the_cpu(split_folder, tmp_path, knobs):
+def test_speed_and_recipe_knobs_train_on_the_cpu(split_folder, tmp_path, monkeypatch, knobs, effects):
+    """Each knob changes what the run does, and nothing else changes."""
+    spy = KnobSpy(monkeypatch)
     run = tmp_path / "run"
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "2", "--batch-size", "4",
                  "--lr", "0.001", *knobs]) == 0
     rows = _metrics(run)
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
+    want = {**PLAIN, **effects}
+
+    assert len(spy.forwards) == 12 and set(spy.forwards) == {(want["dtype"], want["channels_last"], want["channels_last"])}
+    assert spy.smoothing == want["smoothing"]
+    if want["clip"] is None:
+        assert spy.clips == []
+    else:  # every step clipped, to at most the norm asked for
+        assert len(spy.clips) == 12 and all(m == want["clip"] and after <= m * 1.001 for m, after in spy.clips)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert {k for state in ckpt["optimizer"]["state"].values() for k in state} == {want["velocity"]}
+    assert sorted(g["weight_decay"] for g in ckpt["optimizer"]["param_groups"]) == want["weight_decays"]
+    assert max(spy.workers) == want["workers"]
+
+    lrs = spy.lrs
+    assert len(lrs) == 12
+    if want["schedule"] == "step":  # divided by 10 after each epoch
+        assert lrs[:6] == [pytest.approx(1e-3)] * 6 and lrs[6:] == [pytest.approx(1e-4)] * 6
+    elif want["schedule"] == "onecycle":  # up to the peak (warmup and the first 30%), then down to ~0
+        peak = lrs.index(max(lrs))
+        assert 0 < peak < 11 and lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+        assert lrs[0] < 0.5 * lrs[peak] and lrs[-1] < 0.1 * lrs[peak]
+    else:  # cosine from the full rate down
+        assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * lrs[0]
 
 
 @pytest.mark.slow
@@ -309,4 +390,4 @@ def test_wrapper_prefixes_of_compiled_ddp_models_are_stripped():
     from alexnet import get_model
 
     state = {"_orig_mod.module." + k: v for k, v in get_model("alexnet_cifar").state_dict().items()}
-    get_model("alexnet_cifar", num_classes=1000, weights=state)
+    get_model("alexnet_cifar", weights=state)

@@ -210,6 +210,7 @@ def test_onnx_weights_are_inference_only(ckpt, tmp_path, picture):
         clf.model.train()
 
 
+@pytest.mark.slow
 def test_torchscript_runs_without_this_package(ckpt, tmp_path):
     out = tmp_path / "m.pt"
     assert main(["export", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0

@@ -38,6 +38,7 @@ def _changed(before: dict, after: dict) -> set[str]:
             if k in before and before[k].shape == after[k].shape and not torch.equal(before[k], after[k])}
 
 
+@pytest.mark.slow
 def test_torchvision_state_dict_finetunes_with_a_new_head(tv_weights, split_folder, tmp_path, capsys):
     assert _finetune(tv_weights, split_folder, tmp_path / "run", "--epochs", "1") == 0
     out = capsys.readouterr().out
@@ -52,12 +53,14 @@ def test_torchvision_state_dict_finetunes_with_a_new_head(tv_weights, split_fold
                  "--data", str(split_folder)]) == 0
 
 
+@pytest.mark.slow
 def test_freeze_keeps_the_named_layers_fixed(tv_weights, split_folder, tmp_path):
     before = from_torchvision(torch.load(tv_weights, weights_only=True))
     assert _finetune(tv_weights, split_folder, tmp_path / "run", "--epochs", "1", "--freeze", "features") == 0
     assert _changed(before, _state(tmp_path / "run")["model"]) == {"fc6", "fc7"}  # fc8 is new: not in before
 
 
+@pytest.mark.slow
 def test_unfreeze_schedule_trains_exactly_the_layers_of_each_round(tv_weights, split_folder, tmp_path, capsys):
     before = from_torchvision(torch.load(tv_weights, weights_only=True))
     run = tmp_path / "run"

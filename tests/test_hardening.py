@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_cifar, write_images
+from conftest import TINY, write_cifar, write_images
 from PIL import Image
 
 from alexnet import checkpoint
@@ -23,20 +23,14 @@ from alexnet.data.cifar import is_cifar_dir
 from alexnet.engine.resume import StopFlag
 from alexnet.errors import DataWarning
 
-TINY = ["--arch", "alexnet_cifar", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
-
-
-def _train(data: Path, out: Path, *extra: str) -> int:
-    return main(["train", "--data", str(data), "--out", str(out), *TINY, *extra])
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
+def trained(tmp_path_factory, train_run) -> tuple[Path, Path]:
     """(data folder, best.pt) of a one-epoch run, shared by the tests that need a checkpoint."""
     root = tmp_path_factory.mktemp("trained")
     write_images(root / "data" / "train", 8, seed=1)
     write_images(root / "data" / "val", 4, seed=2)
-    assert _train(root / "data", root / "run", "--epochs", "1") == 0
+    assert train_run(root / "data", root / "run", "--epochs", "1") == 0
     return root / "data", root / "run" / "checkpoints" / "best.pt"
 
 
@@ -202,34 +196,34 @@ def test_hidden_and_system_folders_are_skipped(tmp_path):
 
 # 8. a run folder inside the data
 
-def test_out_inside_data_is_refused(split_folder, capsys):
-    assert _train(split_folder, split_folder / "run1", "--epochs", "1") == 1
+def test_out_inside_data_is_refused(split_folder, capsys, train_run):
+    assert train_run(split_folder, split_folder / "run1", "--epochs", "1") == 1
     assert "inside --data" in capsys.readouterr().err
     assert not (split_folder / "run1").exists()
 
 
 # 9. one class
 
-def test_one_class_is_refused(tmp_path, capsys):
+def test_one_class_is_refused(tmp_path, capsys, train_run):
     write_images(tmp_path / "one", 6)
     for name in ("green", "blue"):
         for f in (tmp_path / "one" / name).iterdir():
             f.unlink()
         (tmp_path / "one" / name).rmdir()
-    assert _train(tmp_path / "one", tmp_path / "run", "--epochs", "1") == 1
+    assert train_run(tmp_path / "one", tmp_path / "run", "--epochs", "1") == 1
     assert "one class (red)" in capsys.readouterr().err
 
 
 # 10. unreadable images in val/ and test/ are named, in every split, and listed in --json
 
 @pytest.mark.slow
-def test_unreadable_val_images_are_named_in_training_and_evaluate(trained, tmp_path, capsys):
+def test_unreadable_val_images_are_named_in_training_and_evaluate(trained, tmp_path, capsys, train_run):
     data, best = trained
     bad = tmp_path / "data"
     write_images(bad / "train", 8, seed=1)
     write_images(bad / "val", 4, seed=2)
     (bad / "val" / "red" / "broken.png").write_bytes(b"not a png")
-    assert _train(bad, tmp_path / "run", "--epochs", "1") == 0
+    assert train_run(bad, tmp_path / "run", "--epochs", "1") == 0
     err = capsys.readouterr().err
     assert "skipped unreadable image" in err and "broken.png" in err
     report = tmp_path / "eval.json"
@@ -241,15 +235,15 @@ def test_unreadable_val_images_are_named_in_training_and_evaluate(trained, tmp_p
 
 # 11. a folder without a checkpoint is not a run
 
-def test_a_run_that_failed_before_its_first_checkpoint_can_be_rerun(split_folder, tmp_path, capsys):
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_rerun(split_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    assert _train(split_folder, run, "--epochs", "1", "--batch-size", "64") == 1  # a batch larger than the data
+    assert train_run(split_folder, run, "--epochs", "1", "--batch-size", "64") == 1  # a batch larger than the data
     assert "fewer than one batch" in capsys.readouterr().err
     (run / "tb").mkdir(exist_ok=True)
     (run / "config.json").write_text("{}")  # what an interrupted start leaves
-    assert _train(split_folder, run, "--epochs", "1") == 0
+    assert train_run(split_folder, run, "--epochs", "1") == 0
     assert (run / "checkpoints" / "last.pt").is_file()
-    assert _train(split_folder, run, "--epochs", "1") == 1  # now it is a run
+    assert train_run(split_folder, run, "--epochs", "1") == 1  # now it is a run
     assert "already holds an earlier run" in capsys.readouterr().err
 
 
@@ -286,11 +280,11 @@ def test_reports_replace_reports_and_overwrite_replaces_anything(trained, tmp_pa
 
 # 13. write errors are one line, naming the path, and leave nothing half-written
 
-def test_write_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
+def test_write_errors_are_one_line(trained, tmp_path, capsys, monkeypatch, train_run):
     data, best = trained
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    assert _train(data, a_file / "run", "--epochs", "1") == 1  # a file where a folder should be
+    assert train_run(data, a_file / "run", "--epochs", "1") == 1  # a file where a folder should be
     err = capsys.readouterr().err
     assert str(a_file) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["evaluate", "--checkpoint", str(best), "--data", str(data), "--workers", "0",
@@ -298,7 +292,7 @@ def test_write_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     assert "cannot write there" in capsys.readouterr().err
     assert main(["prepare", "digits", "--to-folders", str(a_file / "digits")]) == 1
     assert str(a_file) in capsys.readouterr().err
-    assert _train(data, tmp_path / "run", "--epochs", "1", "--cache", "--cache-dir", str(a_file / "cache")) == 1
+    assert train_run(data, tmp_path / "run", "--epochs", "1", "--cache", "--cache-dir", str(a_file / "cache")) == 1
     err = capsys.readouterr().err
     assert str(a_file) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -354,7 +348,7 @@ def test_stop_flag_catches_sigterm():
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
-def test_sigterm_saves_the_run_and_exits_143(split_folder, tmp_path, capsys, monkeypatch):
+def test_sigterm_saves_the_run_and_exits_143(split_folder, tmp_path, capsys, monkeypatch, train_run):
     from alexnet.engine.logging import RunLogger
 
     step = RunLogger.step
@@ -367,7 +361,7 @@ def test_sigterm_saves_the_run_and_exits_143(split_folder, tmp_path, capsys, mon
 
     monkeypatch.setattr(RunLogger, "step", terminate_once)
     run = tmp_path / "run"
-    assert _train(split_folder, run, "--epochs", "3", "--log-every", "1") == 143
+    assert train_run(split_folder, run, "--epochs", "3", "--log-every", "1") == 143
     out = capsys.readouterr().out
     assert "interrupted (SIGTERM)" in out and f"resume with: alexnet train --resume --out {run}" in out
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["position"]["global_step"] == 1
@@ -377,8 +371,8 @@ def test_sigterm_saves_the_run_and_exits_143(split_folder, tmp_path, capsys, mon
 
 @pytest.mark.parametrize("flag, value", [("--lr", "nan"), ("--lr", "inf"), ("--label-smoothing", "2"),
                                          ("--momentum", "nan"), ("--val-split", "1.5"), ("--dropout", "1")])
-def test_numeric_flags_are_validated(split_folder, tmp_path, capsys, flag, value):
-    assert _train(split_folder, tmp_path / "run", flag, value) == 1
+def test_numeric_flags_are_validated(split_folder, tmp_path, capsys, flag, value, train_run):
+    assert train_run(split_folder, tmp_path / "run", flag, value) == 1
     err = capsys.readouterr().err
     assert flag in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
@@ -430,8 +424,8 @@ def test_finetune_dropout_resumes_bitwise(trained, tmp_path):
 
 # 20. outside a terminal: a plain flushed line every --log-every steps; no escape codes from file names
 
-def test_progress_lines_outside_a_terminal(split_folder, tmp_path, capsys):
-    assert _train(split_folder, tmp_path / "run", "--epochs", "1", "--log-every", "1") == 0
+def test_progress_lines_outside_a_terminal(split_folder, tmp_path, capsys, train_run):
+    assert train_run(split_folder, tmp_path / "run", "--epochs", "1", "--log-every", "1") == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/1 step")]
     assert [line.split()[3] for line in lines] == ["1/3", "2/3", "3/3"]
     assert all("loss" in line and "img/s" in line and "ETA" in line for line in lines)

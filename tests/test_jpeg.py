@@ -20,15 +20,9 @@ from alexnet.data.fast import CachedLoader, EvalBatches
 from alexnet.data.images import ImageReadError
 from alexnet.data.jpeg import DeviceDecodeLoader, read_for_device
 from alexnet.data.loading import EpochBatchSampler
-from alexnet.data.transforms import Preprocess
 from conftest import write_images
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _own_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
 
 
 def _mixed_folder(root: Path) -> Path:
@@ -43,10 +37,6 @@ def _mixed_folder(root: Path) -> Path:
     return root
 
 
-def _preprocess(**kw) -> Preprocess:
-    return Preprocess(crop=32, resize=37, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), **kw)
-
-
 def test_jpegs_travel_as_bytes_and_the_rest_as_decoded_squares(tmp_path):
     root = _mixed_folder(tmp_path / "d")
     assert read_for_device(str(root / "red" / "wide.jpg"), 37).dim() == 1
@@ -58,13 +48,13 @@ def test_jpegs_travel_as_bytes_and_the_rest_as_decoded_squares(tmp_path):
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_device_decoding_gives_the_cache_paths_batches(tmp_path, train):
+def test_device_decoding_gives_the_cache_paths_batches(tmp_path, train, make_preprocess):
     """Same crops, flips and lighting as the cache path; only the resize is torch's rather
     than Pillow's, so pixels may differ by a level or two."""
     root = _mixed_folder(tmp_path / "d")
     splits = open_source(str(root), 32, 0.5)
     subset = splits.train if train else splits.val
-    p = _preprocess(lighting=0.1)
+    p = make_preprocess(lighting=0.1)
     if train:
         sampler = EpochBatchSampler(len(subset), 4, seed=3)
         sampler.set_epoch(2)
@@ -81,7 +71,7 @@ def test_device_decoding_gives_the_cache_paths_batches(tmp_path, train):
         assert (a.images - b.images).abs().mean() <= 0.05 * level
 
 
-def test_unreadable_files_are_left_out_and_named(tmp_path):
+def test_unreadable_files_are_left_out_and_named(tmp_path, make_preprocess):
     root = tmp_path / "d" / "train"
     write_images(root, 4, size=50, fmt="jpg")
     write_images(tmp_path / "d" / "val", 1, size=50, fmt="jpg")
@@ -91,7 +81,7 @@ def test_unreadable_files_are_left_out_and_named(tmp_path):
     (root / "green" / "notes.jpg").write_text("not an image\n")
     splits = open_source(str(tmp_path / "d"), 32, 0.1)
     sampler = EvalBatches(len(splits.train), 64)
-    [batch] = list(DeviceDecodeLoader(splits.train, _preprocess(), sampler, train=False, device=CPU, workers=0))
+    [batch] = list(DeviceDecodeLoader(splits.train, make_preprocess(), sampler, train=False, device=CPU, workers=0))
     assert len(batch.images) == len(batch.target) == len(splits.train) - 3
     problems = "\n".join(batch.skipped)
     assert len(batch.skipped) == 3
@@ -99,18 +89,14 @@ def test_unreadable_files_are_left_out_and_named(tmp_path):
     assert "empty.jpg: empty file" in problems and "notes.jpg: not an image file" in problems
 
 
-def _train(data, out, *args) -> int:
-    return main(["train", "--data", str(data), "--arch", "alexnet_cifar", "--image-size", "32", "--epochs", "1",
-                 "--batch-size", "8", "--workers", "0", "--stats-images", "16", "--out", str(out), *args])
-
-
-def test_train_decoding_on_the_device_resumes_exactly(tmp_path, capsys):
+@pytest.mark.slow
+def test_train_decoding_on_the_device_resumes_exactly(tmp_path, capsys, train_run):
     write_images(tmp_path / "d" / "train", 6, size=44, fmt="jpg")
     write_images(tmp_path / "d" / "val", 2, size=44, seed=5, fmt="jpg")
     args = ["--decode-on-device", "--deterministic", "--lighting", "0.1", "--schedule", "step"]
-    assert _train(tmp_path / "d", tmp_path / "full", "--epochs", "2", *args) == 0
+    assert train_run(tmp_path / "d", tmp_path / "full", "--epochs", "2", *args) == 0
     assert "JPEGs decoded in batches on the device" in capsys.readouterr().out
-    assert _train(tmp_path / "d", tmp_path / "part", *args) == 0
+    assert train_run(tmp_path / "d", tmp_path / "part", *args) == 0
     assert main(["train", "--resume", "--out", str(tmp_path / "part"), "--epochs", "2"]) == 0
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
     part = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -121,11 +107,11 @@ def test_train_decoding_on_the_device_resumes_exactly(tmp_path, capsys):
     ("digits", ["--decode-on-device"], "is not a folder of images to crop from; drop the flag"),
     (None, ["--decode-on-device", "--cache"], "--cache and --decode-on-device are two ways"),
 ])
-def test_decode_on_device_refuses_what_it_cannot_do(tmp_path, capsys, data, args, message):
+def test_decode_on_device_refuses_what_it_cannot_do(tmp_path, capsys, data, args, message, train_run):
     if data is None:
         write_images(tmp_path / "d", 3, size=44, fmt="jpg")
         data = tmp_path / "d"
-    assert _train(data, tmp_path / "run", *args) == 1
+    assert train_run(data, tmp_path / "run", *args) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # refused before the run folder is made

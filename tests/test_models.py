@@ -19,6 +19,12 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def test_get_model_keeps_each_variants_own_number_of_classes():
+    assert get_model("alexnet_cifar").config.num_classes == 10
+    assert get_model("alexnet").config.num_classes == 1000
+    assert get_model("alexnet_cifar", num_classes=3).config.num_classes == 3
+
+
 def test_registry_lists_every_variant():
     assert list_models() == ["alexnet", "alexnet2012", "alexnet_bn", "alexnet_cifar"]
     assert alexnet.list_models() == list_models()
@@ -86,6 +92,7 @@ def test_activations_reject_unknown_layers_and_cover_every_tap():
         model.activations(torch.randn(1, 3, 224, 224), ["fc9"])
 
 
+@pytest.mark.slow
 def test_parameter_counts_are_exact():
     assert _params(get_model("alexnet2012")) == 60_965_224
     assert _params(get_model("alexnet")) == 61_100_840
@@ -180,7 +187,7 @@ def test_weights_that_do_not_fit_name_the_mismatch(tmp_path):
     with pytest.raises(WeightsError, match="missing"):
         get_model("alexnet_bn", weights={k: v for k, v in get_model("alexnet_bn").state_dict().items() if "norm" not in k})
     wrapped = {"module." + k: v for k, v in get_model("alexnet_cifar").state_dict().items()}
-    get_model("alexnet_cifar", num_classes=1000, weights=wrapped)  # DDP prefixes are stripped
+    get_model("alexnet_cifar", weights=wrapped)  # DDP prefixes are stripped
 
 
 class _Evil:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -21,14 +24,8 @@ from alexnet.data.datasets import ArrayImages
 from alexnet.data.fast import CachedLoader, Crops, EvalBatches, Finish, cut_slices, cut_torch
 from alexnet.data.images import ImageReadError, load_rgb
 from alexnet.data.loading import EpochBatchSampler, sample_seed
-from alexnet.data.transforms import Preprocess, eval_transform, square_transform
+from alexnet.data.transforms import eval_transform, square_transform
 from conftest import write_cifar, write_images
-
-
-@pytest.fixture(autouse=True)
-def _own_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALEXNET_DATA", str(tmp_path / "datasets"))
 
 
 def _bad_files(folder: Path) -> dict[str, Path]:
@@ -62,15 +59,32 @@ def test_each_kind_of_bad_file_is_an_error_naming_it(tmp_path):
     assert load_rgb(tmp_path / "d" / "red" / "img 0.png", max_pixels=1600).size == (40, 40)
 
 
-def _train(data, out, *extra) -> int:
-    return main(["train", "--data", str(data), "--arch", "alexnet_cifar", "--epochs", "1", "--batch-size", "8",
-                 "--workers", "0", "--stats-images", "16", "--out", str(out), *extra])
+@pytest.mark.slow
+def test_importing_alexnet_leaves_pillows_pixel_limit_alone():
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; "
+            "import alexnet, alexnet.data, alexnet.cli, alexnet.api; "
+            "assert Image.MAX_IMAGE_PIXELS == before is not None, Image.MAX_IMAGE_PIXELS")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_training_skips_bad_files_and_says_how_many(tmp_path, capsys):
+def test_a_large_image_within_our_limit_is_read_though_pillow_would_refuse_it(tmp_path, monkeypatch):
+    # Pillow refuses over twice its limit; shrunk here so that a 40x40 image is "large".
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    write_images(tmp_path / "d", 1)
+    path = tmp_path / "d" / "red" / "img 0.png"
+    with pytest.raises(Image.DecompressionBombError), Image.open(path):
+        pass
+    assert load_rgb(path, max_pixels=1600).size == (40, 40)  # --max-image-pixels rules our reads
+    assert load_rgb(path, max_pixels=None).size == (40, 40)
+    with pytest.raises(ImageReadError, match="over the limit of 1,000"):
+        load_rgb(path, max_pixels=1000)
+    assert Image.MAX_IMAGE_PIXELS == 500  # and Pillow's setting is the process's again
+
+
+def test_training_skips_bad_files_and_says_how_many(tmp_path, capsys, train_run):
     write_images(tmp_path / "d", 6)
     bad = _bad_files(tmp_path / "d")
-    assert _train(tmp_path / "d", tmp_path / "run", "--val-split", "0.5") == 0
+    assert train_run(tmp_path / "d", tmp_path / "run", "--val-split", "0.5") == 0
     captured = capsys.readouterr()
     out = captured.out + captured.err  # skip reports go to stderr, the epoch's count to stdout
     reported = [p for p in bad.values() if str(p) in out]
@@ -78,10 +92,10 @@ def test_training_skips_bad_files_and_says_how_many(tmp_path, capsys):
     assert "unreadable images skipped" in out
 
 
-def test_strict_fails_up_front_with_the_list(tmp_path, capsys):
+def test_strict_fails_up_front_with_the_list(tmp_path, capsys, train_run):
     write_images(tmp_path / "d", 6)
     bad = _bad_files(tmp_path / "d")
-    assert _train(tmp_path / "d", tmp_path / "run", "--strict") == 1
+    assert train_run(tmp_path / "d", tmp_path / "run", "--strict") == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert f"--strict: {len(bad)} of 22 images cannot be read" in captured.err
@@ -90,9 +104,9 @@ def test_strict_fails_up_front_with_the_list(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing made before the data is known to be good
 
 
-def test_pixel_limit_applies_to_training_data(tmp_path, capsys):
+def test_pixel_limit_applies_to_training_data(tmp_path, capsys, train_run):
     write_images(tmp_path / "d", 6)
-    assert _train(tmp_path / "d", tmp_path / "run", "--strict", "--max-image-pixels", "1000") == 1
+    assert train_run(tmp_path / "d", tmp_path / "run", "--strict", "--max-image-pixels", "1000") == 1
     assert "over the limit of 1,000" in capsys.readouterr().err
 
 
@@ -102,7 +116,7 @@ def test_pixel_limit_applies_to_training_data(tmp_path, capsys):
     ("empty class", "class folder green has no image files"),
     ("different classes", "only in val/: crimson"),
 ])
-def test_data_errors_are_one_line(tmp_path, capsys, case, fix):
+def test_data_errors_are_one_line(tmp_path, capsys, case, fix, train_run):
     data = tmp_path / "d"
     if case == "no classes":
         data.mkdir()
@@ -116,7 +130,7 @@ def test_data_errors_are_one_line(tmp_path, capsys, case, fix):
         write_images(data / "train", 3)
         write_images(data / "val", 2)
         (data / "val" / "red").rename(data / "val" / "crimson")
-    assert _train(data, tmp_path / "run") == 1
+    assert train_run(data, tmp_path / "run") == 1
     err = capsys.readouterr().err
     assert fix in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -164,11 +178,11 @@ def test_cifar10_by_name_downloads_through_torchvision(tmp_path, monkeypatch, we
     assert len(open_source("cifar10", 32).train) == len(splits.train)  # now found without downloading
 
 
-def test_a_failed_download_is_one_line(tmp_path, monkeypatch, capsys, web):
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch, capsys, web, train_run):
     import torchvision.datasets
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", f"{web[0]}/nowhere.tar.gz")  # 404
-    assert _train("cifar10", tmp_path / "run", "--download") == 1
+    assert train_run("cifar10", tmp_path / "run", "--download") == 1
     err = capsys.readouterr().err
     assert "--data cifar10 --download: fetching" in err and "Traceback" not in err
 
@@ -201,22 +215,22 @@ def test_wnid_folders_get_torchvision_names(tmp_path, capsys):
 
 # --- the image cache -----------------------------------------------------------------
 
-def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path):
+def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="alexnet.data.cache")
     write_images(tmp_path / "d", 4)
     splits = open_source(str(tmp_path / "d"), 32, 0.25)
-    logs: list[str] = []
-    first = cache_split(splits.train, 37, "d-train", log=logs.append)
-    assert any("decoding" in line for line in logs)
-    logs.clear()
-    again = cache_split(splits.train, 37, "d-train", log=logs.append)
-    assert not logs and np.array_equal(first.images, again.images)
+    first = cache_split(splits.train, 37, "d-train")
+    assert any("decoding" in line for line in caplog.messages)
+    caplog.clear()
+    again = cache_split(splits.train, 37, "d-train")
+    assert not caplog.messages and np.array_equal(first.images, again.images)
 
     changed = Path(splits.train.paths[0])
     Image.new("RGB", (40, 40), (1, 2, 3)).save(changed)
     os.utime(changed, ns=(1, 1))  # even with an old time stamp: the size changed
     splits = open_source(str(tmp_path / "d"), 32, 0.25)
-    rebuilt = cache_split(splits.train, 37, "d-train", log=logs.append)
-    assert any("stale" in line for line in logs)
+    rebuilt = cache_split(splits.train, 37, "d-train")
+    assert any("stale" in line for line in caplog.messages)
     assert rebuilt.images[0].reshape(-1, 3).tolist()[0] == [1, 2, 3]
     assert not np.array_equal(rebuilt.images, first.images)
 
@@ -242,19 +256,16 @@ def test_cache_leaves_bad_files_out_and_lists_them(tmp_path, capsys):
         json.loads(next((tmp_path / "cache").glob("d-val-*.json")).read_text())["n"] == 12
 
 
-def _preprocess(**kw) -> Preprocess:
-    return Preprocess(crop=32, resize=37, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), **kw)
-
-
 @pytest.mark.parametrize("normalize", ["channel", "image"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cached_and_plain_paths_give_the_same_tensors_for_the_same_crop(tmp_path, normalize, channels_last):
+def test_cached_and_plain_paths_give_the_same_tensors_for_the_same_crop(tmp_path, normalize, channels_last,
+                                                                        make_preprocess):
     import torchvision.transforms.v2.functional as TF
 
     write_images(tmp_path / "d", 3, size=50)
     splits = open_source(str(tmp_path / "d"), 32, 0.25)
     mean_image = torch.rand(3, 37, 37) if normalize == "image" else None
-    p = _preprocess(lighting=0.1, normalize=normalize, mean_image=mean_image)
+    p = make_preprocess(lighting=0.1, normalize=normalize, mean_image=mean_image)
     cache = cache_split(splits.train, 37, "d-train")
     index = list(range(len(splits.train)))
     crops = Crops.draw([sample_seed(0, 1, i) for i in index], 37, 32, True, 0.1)
@@ -274,10 +285,10 @@ def test_cached_and_plain_paths_give_the_same_tensors_for_the_same_crop(tmp_path
         torch.testing.assert_close(batch[k], x, atol=2e-5, rtol=0)
 
 
-def test_cached_centre_crop_equals_the_plain_eval_transform(tmp_path):
+def test_cached_centre_crop_equals_the_plain_eval_transform(tmp_path, make_preprocess):
     write_images(tmp_path / "d", 3, size=50)
     splits = open_source(str(tmp_path / "d"), 32, 0.25)
-    p = _preprocess()
+    p = make_preprocess()
     cache = cache_split(splits.val, 37, "d-val")
     loader = CachedLoader(cache, p, EvalBatches(cache.n, 4), train=False, device=torch.device("cpu"), workers=0)
     cached = torch.cat([b.images for b in loader])
@@ -285,7 +296,7 @@ def test_cached_centre_crop_equals_the_plain_eval_transform(tmp_path):
     torch.testing.assert_close(cached, plain, atol=2e-5, rtol=0)
 
 
-def test_resident_gather_equals_worker_slices(tmp_path):
+def test_resident_gather_equals_worker_slices(tmp_path, make_preprocess):
     """The GPU-resident path (one gather on the device) cuts what the workers' slices cut."""
     images = np.random.default_rng(0).integers(0, 256, (10, 37, 37, 3), dtype=np.uint8)
     crops = Crops.draw([sample_seed(3, 2, i) for i in range(10)], 37, 32, True, 0.0)
@@ -298,30 +309,31 @@ def test_resident_gather_equals_worker_slices(tmp_path):
     sampler = EpochBatchSampler(10, 4, seed=5)
     sampler.set_epoch(2)
     kw = dict(train=True, device=torch.device("cpu"))
-    workers = [b.images for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=2, **kw)]
-    resident = [b.images for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, resident=True, **kw)]
+    workers = [b.images for b in CachedLoader(cache, make_preprocess(lighting=0.1), sampler, workers=2, **kw)]
+    resident = [b.images for b in CachedLoader(cache, make_preprocess(lighting=0.1), sampler, resident=True, **kw)]
     assert len(workers) == 2 and all(torch.equal(a, b) for a, b in zip(workers, resident))
 
 
-def test_train_with_cache_resumes_exactly(tmp_path):
+@pytest.mark.slow
+def test_train_with_cache_resumes_exactly(tmp_path, train_run):
     write_images(tmp_path / "d" / "train", 6, size=44)
     write_images(tmp_path / "d" / "val", 2, size=44, seed=5)
     args = ["--cache", "--deterministic", "--workers", "2", "--lighting", "0.1", "--schedule", "step"]
-    assert _train(tmp_path / "d", tmp_path / "full", "--epochs", "2", *args) == 0
-    assert _train(tmp_path / "d", tmp_path / "part", "--epochs", "1", *args) == 0
+    assert train_run(tmp_path / "d", tmp_path / "full", "--epochs", "2", *args) == 0
+    assert train_run(tmp_path / "d", tmp_path / "part", "--epochs", "1", *args) == 0
     assert main(["train", "--resume", "--out", str(tmp_path / "part"), "--epochs", "2"]) == 0
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
     part = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(full[k], part[k]) for k in full)
 
 
-def test_cache_refuses_data_used_whole(tmp_path, capsys):
-    assert _train("digits", tmp_path / "run", "--cache") == 1
+def test_cache_refuses_data_used_whole(tmp_path, capsys, train_run):
+    assert train_run("digits", tmp_path / "run", "--cache") == 1
     assert "nothing to gain; drop --cache" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
-def test_worker_batches_survive_the_shared_ring(tmp_path):
+def test_worker_batches_survive_the_shared_ring(tmp_path, make_preprocess):
     """Workers reuse a ring of shared blocks for finished batches: each batch, as the loop
     sees it, must still be the batch the single-process path makes (no block overwritten
     before its batch was handed on), over many more batches than the ring holds."""
@@ -330,8 +342,8 @@ def test_worker_batches_survive_the_shared_ring(tmp_path):
     sampler = EpochBatchSampler(48, 2, seed=0)
     sampler.set_epoch(1)
     kw = dict(train=True, device=torch.device("cpu"))
-    seen = [b.images.clone() for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=2, **kw)]
-    plain = [b.images for b in CachedLoader(cache, _preprocess(lighting=0.1), sampler, workers=0, **kw)]
+    seen = [b.images.clone() for b in CachedLoader(cache, make_preprocess(lighting=0.1), sampler, workers=2, **kw)]
+    plain = [b.images for b in CachedLoader(cache, make_preprocess(lighting=0.1), sampler, workers=0, **kw)]
     assert len(seen) == 24 and all(torch.equal(a, b) for a, b in zip(seen, plain))
 
 

@@ -67,7 +67,7 @@ def test_paper_sgd_follows_the_papers_update():
 
 def test_no_weight_decay_on_biases_and_norms():
     model = get_model("alexnet_bn", num_classes=10)
-    decay, exempt = param_groups(model, 5e-4, no_decay_bias_norm=True)
+    decay, exempt = param_groups(model, 5e-4, decay_bias_norm=False)
     assert exempt["weight_decay"] == 0 and decay["weight_decay"] == 5e-4
     exempt_ids = {id(p) for p in exempt["params"]}
     assert id(model.conv1.bias) in exempt_ids and id(model.norm1.weight) in exempt_ids

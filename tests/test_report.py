@@ -247,6 +247,7 @@ def tiny_run(tmp_path_factory):
     return data, run
 
 
+@pytest.mark.slow
 def test_report_page_is_self_contained_and_holds_the_figures(tiny_run, tmp_path):
     data, run = tiny_run
     out = tmp_path / "page" / "report.html"

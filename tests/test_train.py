@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,17 +13,13 @@ from alexnet.data import DataError, open_source
 from alexnet.data.datasets import stratified_split
 from alexnet.engine import TrainConfig, fit
 from alexnet.models import model_from_checkpoint
-
-TINY = ["--arch", "alexnet_cifar", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
-
-
-def _train(data: Path, out: Path, *extra: str) -> None:
-    assert main(["train", "--data", str(data), "--out", str(out), *TINY, *extra]) == 0
+from conftest import TINY
 
 
-def test_train_evaluate_predict(split_folder, tmp_path, capsys):
+@pytest.mark.slow
+def test_train_evaluate_predict(split_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    _train(split_folder, run, "--epochs", "6", "--lr", "0.001")
+    assert train_run(split_folder, run, "--epochs", "6", "--lr", "0.001") == 0
     out = capsys.readouterr().out
     assert "config: {" in out and "epoch   6/6" in out
 
@@ -58,9 +53,9 @@ def test_train_evaluate_predict(split_folder, tmp_path, capsys):
     assert lines[0] == str(image) and lines[1].endswith("red") and len(lines) == 3
 
 
-def test_predict_reports_unreadable_images_and_goes_on(split_folder, tmp_path, capsys):
+def test_predict_reports_unreadable_images_and_goes_on(split_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    _train(split_folder, run, "--epochs", "1")
+    assert train_run(split_folder, run, "--epochs", "1") == 0
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
     good = next((split_folder / "val" / "blue").iterdir())
@@ -71,27 +66,28 @@ def test_predict_reports_unreadable_images_and_goes_on(split_folder, tmp_path, c
     assert captured.out.splitlines()[0] == str(good)
 
 
-def test_flat_folder_is_split_and_evaluated_on_the_held_out_part(flat_folder, tmp_path, capsys):
+@pytest.mark.slow
+def test_flat_folder_is_split_and_evaluated_on_the_held_out_part(flat_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    _train(flat_folder, run, "--epochs", "1", "--val-split", "0.2")
+    assert train_run(flat_folder, run, "--epochs", "1", "--val-split", "0.2") == 0
     assert "one folder split 80%/20%" in capsys.readouterr().out
-    main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(flat_folder), "--workers", "0",
-          "--split", "val"])
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(flat_folder),
+                 "--workers", "0", "--split", "val"]) == 0
     assert "[val, 6 images" in capsys.readouterr().out
 
 
-def test_run_folder_is_never_overwritten(split_folder, tmp_path, capsys):
+def test_run_folder_is_never_overwritten(split_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    _train(split_folder, run, "--epochs", "1")
+    assert train_run(split_folder, run, "--epochs", "1") == 0
     before = (run / "checkpoints" / "last.pt").read_bytes()
     assert main(["train", "--data", str(split_folder), "--out", str(run), *TINY]) == 1
     assert "already holds an earlier run" in capsys.readouterr().err
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
-def test_evaluate_refuses_data_with_other_classes(split_folder, flat_folder, tmp_path, capsys):
+def test_evaluate_refuses_data_with_other_classes(split_folder, flat_folder, tmp_path, capsys, train_run):
     run = tmp_path / "run"
-    _train(split_folder, run, "--epochs", "1")
+    assert train_run(split_folder, run, "--epochs", "1") == 0
     (flat_folder / "purple").mkdir()
     (flat_folder / "red").rename(flat_folder / "purple" / "red")  # purple/red/*.png: still an image folder
     assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(flat_folder)]) == 1
@@ -131,18 +127,19 @@ def test_stratified_split_is_fixed_and_balanced():
     assert sum(labels[i] == 1 for i in b) == 6 and len(b) == 16
 
 
+@pytest.mark.slow
 def test_fit_is_reproducible(split_folder, tmp_path):
     cfg = dict(data=str(split_folder), arch="alexnet_cifar", image_size=32, epochs=1, batch_size=8, workers=0, device="cpu")
     weights = []
     for name in ("a", "b"):
-        fit(TrainConfig(out=str(tmp_path / name), **cfg), log=lambda *_: None)
+        fit(TrainConfig(out=str(tmp_path / name), **cfg))
         weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-def test_model_options_are_trained_and_saved(split_folder, tmp_path):
-    _train(split_folder, tmp_path / "run", "--epochs", "1", "--model-option", "norm=bn",
-           "--model-option", "norm_after=conv1,conv2", "--dropout", "0.2")
+def test_model_options_are_trained_and_saved(split_folder, tmp_path, train_run):
+    assert train_run(split_folder, tmp_path / "run", "--epochs", "1", "--model-option", "norm=bn",
+                     "--model-option", "norm_after=conv1,conv2", "--dropout", "0.2") == 0
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["model_config"]["norm"] == "bn" and ckpt["model_config"]["dropout"] == 0.2
     assert ckpt["train_config"]["model_option"] == ["norm=bn", "norm_after=conv1,conv2"]

@@ -138,8 +138,10 @@ def fit(config: TrainConfig | None = None, **overrides: Any) -> Path:
     with underscores). A ``recipe`` fills only the fields given neither here nor in ``config``.
     """
     from .engine.config import apply_recipe
+    from .engine.logging import log_to_stdout
     from .engine.train import fit as train
 
+    log_to_stdout()  # the run's lines, as `alexnet train` shows them
     cfg = replace(config or TrainConfig(), **overrides)
     defaults = asdict(TrainConfig())
     explicit = {f.name for f in fields(TrainConfig) if asdict(cfg)[f.name] != defaults[f.name]} | set(overrides)

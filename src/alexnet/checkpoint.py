@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .errors import AlexNetError
+from .errors import AlexNetError, first_line
 
 FORMAT = "alexnet.checkpoint"
 VERSION = 1
@@ -65,7 +65,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         Path(tmp).unlink(missing_ok=True)
         # torch's zip writer reports a failed write (a full disk) as a RuntimeError
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e)):
-            cause = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            cause = getattr(e, "strerror", None) or first_line(e)
             raise WriteError(f"{path}: writing failed ({cause}); "
                                   + ("the previous file is kept" if path.exists() else "nothing was written")) from None
         raise
@@ -114,10 +114,16 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read(path)
     if not is_checkpoint(ckpt):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' marker); load bare weights with get_model(..., weights=PATH)")
-    if not isinstance(ckpt.get("version", 0), int) or ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')!r} is newer than this alexnet understands ({VERSION})")
+    check_version(ckpt, path)
     check_metadata(ckpt, path)
     return ckpt
+
+
+def check_version(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint written by a newer alexnet, whose contents this one may misread."""
+    version = ckpt.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version!r} is newer than this alexnet understands ({VERSION})")
 
 
 def _is_number(x: Any) -> bool:

@@ -74,32 +74,33 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine.config import TrainConfig, apply_recipe, from_namespace
-    from .engine.train import RunInterrupted, fit
+    from .engine.config import from_args
 
-    cfg, explicit = from_namespace(TrainConfig, args)
-    try:
-        fit(apply_recipe(cfg, explicit), explicit)
-    except RunInterrupted as e:
-        return e.exit_status  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports a killed program
-    return 0
+    cfg, explicit = from_args(args)
+    return _fit(cfg, explicit, args)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .engine.config import TrainConfig, apply_recipe, from_namespace
-    from .engine.train import RunInterrupted, fit
+    from .engine.config import from_args
 
-    cfg, explicit = from_namespace(TrainConfig, args)
+    cfg, explicit = from_args(args)
     if not cfg.weights and not cfg.resume:
         raise AlexNetError("finetune needs --weights: 'torchvision', a checkpoint, a .pth or a .safetensors file")
     if cfg.recipe is None and not cfg.resume:  # the fine-tuning defaults, under whatever the user set
         cfg = replace(cfg, recipe="finetune")
+    return _fit(cfg, explicit, args)
+
+
+def _fit(cfg, explicit: set[str], args: argparse.Namespace) -> int:
+    from .engine.config import apply_recipe
+    from .engine.train import RunInterrupted, fit
+
     try:
-        fit(apply_recipe(cfg, explicit), explicit)
+        fit(apply_recipe(cfg, explicit), explicit, argv=getattr(args, "argv", None))
     except RunInterrupted as e:
-        return e.exit_status
+        return e.exit_status  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports a killed program
     return 0
 
 
@@ -116,12 +117,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     def skipped(problem: str) -> None:
         print(f"skipped unreadable image: {printable(problem)}", file=sys.stderr, flush=True)
 
-    if args.weights:
-        ev = evaluate_pretrained(args.weights, args.data, resolve_device(args.device), args.split, args.batch_size,
-                                 args.workers, ten_crop=args.ten_crop, on_skipped=skipped)
-    else:
-        ev = evaluate_checkpoint(args.checkpoint, args.data, resolve_device(args.device), args.split, args.batch_size,
-                                 args.workers, ten_crop=args.ten_crop, on_skipped=skipped)
+    how = dict(split=args.split, batch_size=args.batch_size, workers=args.workers, ten_crop=args.ten_crop,
+               tta=args.tta, on_skipped=skipped)
+    evaluate = evaluate_pretrained if args.weights else evaluate_checkpoint
+    ev = evaluate(args.weights or args.checkpoint, args.data, resolve_device(args.device), **how)
     r = ev.result
     print(f"{source} on {ev.data} [{ev.split}, {r.images} images, {ev.views}]")
     print(f"  loss   {r.loss:.4f}")
@@ -229,8 +228,8 @@ def cmd_features(args: argparse.Namespace) -> int:
                      "a classifier file", classifier.is_classifier_file, args.overwrite)
     pretrained = load_pretrained(args.weights)
     print(f"weights: {pretrained.description}")
-    features = extract_splits(pretrained, args.data, args.layer, resolve_device(args.device), args.val_split,
-                              args.batch_size, args.workers)
+    features = extract_splits(pretrained, args.data, args.layer, resolve_device(args.device), val_split=args.val_split,
+                              batch_size=args.batch_size, workers=args.workers)
     out = save_features(args.out, features)
     print(f"data: {features.description}")
     shapes = ", ".join(f"{s} {features.split(s)[0].shape[0]}x{features.split(s)[0].shape[1]}" for s in features.splits)
@@ -251,14 +250,15 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_neighbors(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .models.pretrained import load_pretrained
-    from .tasks.neighbors import draw, find_neighbors
+    from .tasks.neighbors import NeighborSearch, draw, find_neighbors
 
     from .outputs import check_output, is_png
 
     check_output(args.out, "a PNG picture", is_png, args.overwrite)
     pretrained = load_pretrained(args.weights)
-    result = find_neighbors(pretrained, args.data, args.query, args.k, args.split, args.layer,
-                            resolve_device(args.device), args.val_split, args.batch_size, args.workers)
+    search = NeighborSearch(args.data, args.query, k=args.k, split=args.split, layer=args.layer,
+                            val_split=args.val_split, batch_size=args.batch_size, workers=args.workers)
+    result = find_neighbors(pretrained, search, resolve_device(args.device))
     print(f"{args.query}: nearest {args.split} images in {args.layer} space ({pretrained.description})")
     for n in result.neighbors:
         print(f"  {n.distance:10.4g}  {n.label:<20}  {n.path}")
@@ -307,42 +307,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .tasks.report import build_report
 
-    path = build_report(args.run_dir, args.data, args.out, resolve_device(args.device), args.batch_size,
-                        args.workers, tta=args.tta)
+    path = build_report(args.run_dir, args.data, args.out, resolve_device(args.device), batch_size=args.batch_size,
+                        workers=args.workers, tta=args.tta)
     print(f"report written to {path} (PNGs and per_class.csv beside it)")
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from .tasks.prepare import cifar_to_folders, digits_to_folders
+def cmd_prepare_digits(args: argparse.Namespace) -> int:
+    from .tasks.prepare import digits_to_folders
 
-    if args.dataset == "cache":
-        from .tasks.prepare import cache_data
+    _print_written(args, digits_to_folders(args.to_folders))
+    return 0
 
-        if not args.data:
-            raise AlexNetError("prepare cache needs --data DIR (the folder train will use)")
-        cache_data(args.data, args.arch, args.image_size, args.val_split, args.cache_dir, args.workers,
-                   args.max_image_pixels)
-        return 0
-    if args.dataset == "imagenet-val":
-        from .tasks.imagenet import file_val_images
 
-        if not (args.val_dir and args.labels):
-            raise AlexNetError("prepare imagenet-val needs --val-dir DIR and --labels FILE")
-        report = file_val_images(args.val_dir, args.labels, args.link, args.classes)
-        print(f"{args.val_dir}: {report}")
-        return 0
-    if not args.to_folders:
-        raise AlexNetError(f"prepare {args.dataset} needs --to-folders DST")
-    if args.dataset == "digits":
-        if args.source:
-            raise AlexNetError("prepare digits takes no SRC: the digits ship with scikit-learn")
-        counts = digits_to_folders(args.to_folders)
-    else:
-        if not args.source:
-            raise AlexNetError(f"prepare {args.dataset} needs SRC, the folder of the original python pickles")
-        counts = cifar_to_folders(args.source, args.to_folders)
+def cmd_prepare_cifar(args: argparse.Namespace) -> int:
+    from .tasks.prepare import cifar_to_folders
+
+    _print_written(args, cifar_to_folders(args.source, args.to_folders))
+    return 0
+
+
+def _print_written(args: argparse.Namespace, counts: dict[str, int]) -> None:
     print(f"wrote {args.dataset} to {args.to_folders}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def cmd_prepare_imagenet_val(args: argparse.Namespace) -> int:
+    from .tasks.imagenet import file_val_images
+
+    report = file_val_images(args.val_dir, args.labels, args.link, args.classes)
+    print(f"{args.val_dir}: {report}")
+    return 0
+
+
+def cmd_prepare_cache(args: argparse.Namespace) -> int:
+    from .tasks.prepare import cache_data
+
+    cache_data(args.data, arch=args.arch, image_size=args.image_size, val_split=args.val_split,
+               cache_dir=args.cache_dir, workers=args.workers, max_pixels=args.max_image_pixels)
     return 0
 
 
@@ -362,20 +363,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .engine.config import TrainConfig, add_arguments
-
-    parser = argparse.ArgumentParser(
-        prog="alexnet",
-        description="AlexNet (Krizhevsky et al., 2012): the paper's network and recipe, and the workflow around it.",
-        epilog=EPILOG,
-    )
-    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _models_parser(sub) -> None:
     p = sub.add_parser("models", help="list the model variants", description="List the registered AlexNet variants.")
     p.set_defaults(func=cmd_models)
 
+
+def _summary_parser(sub) -> None:
     p = sub.add_parser(
         "summary",
         help="layer table with output shapes, parameters and multiply-accumulates",
@@ -388,20 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="as for train, e.g. bn_all=true")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser(
-        "train",
+
+def _train_parser(sub) -> None:
+    _training_parser(
+        sub, "train", cmd_train,
         help="train a model from scratch",
         description="Train an AlexNet variant with SGD. The run folder gets config.json, metrics.csv, curves.png, "
         "tb/ (TensorBoard), checkpoints/last.pt (every epoch, and every --save-every-steps) and best.pt (best "
         "validation top-1); checkpoints carry everything evaluate and predict need. Ctrl-C saves and stops; "
-        "--resume continues exactly where the run stopped, also after kill -9. Under `torchrun --nproc-per-node N "
-        "-m alexnet train ...` the same command trains with DistributedDataParallel.",
+        "--resume continues exactly where the run stopped, also after kill -9. `--config RUN_DIR/config.json` "
+        "trains the same way again. Under `torchrun --nproc-per-node N -m alexnet train ...` the same command "
+        "trains with DistributedDataParallel.",
     )
-    add_arguments(p, TrainConfig)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "finetune",
+
+def _finetune_parser(sub) -> None:
+    _training_parser(
+        sub, "finetune", cmd_finetune,
         help="fine-tune pretrained weights on your classes",
         description="Train from --weights (torchvision's ImageNet weights, a checkpoint, a .pth or .safetensors "
         "file): fc8 is replaced for the data's classes, the weights' preprocessing is kept, and the defaults are "
@@ -409,9 +405,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--unfreeze-schedule fc8:3,fc7:3,fc6:3,conv5:3 trains the last layer first, then unfreezes one more layer "
         "down each round. Everything else is `alexnet train`: the run folder, logging, --resume, torchrun.",
     )
-    add_arguments(p, TrainConfig)
-    p.set_defaults(func=cmd_finetune)
 
+
+def _training_parser(sub, name: str, func, **texts: str) -> None:
+    """train and finetune: one flag per TrainConfig field, and --config."""
+    from .engine.config import TrainConfig, add_arguments
+
+    p = sub.add_parser(name, **texts)
+    p.add_argument("--config", metavar="FILE",
+                   help="train as this file says: a run's config.json (RUN_DIR/config.json), or a YAML file with "
+                   "the same keys (needs PyYAML: pip install 'alexnet[yaml]'); flags given beside it override it. "
+                   "The file's provenance, --out and --resume are not replayed")
+    add_arguments(p, TrainConfig)
+    p.set_defaults(func=func)
+
+
+def _evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="loss, top-1 and top-5 accuracy and error of a checkpoint",
@@ -430,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ten-crop", action="store_true",
                    help="average the softmax of 10 views (4 corner crops, the centre crop and their mirrors), "
                    "as the paper tested; default: the centre crop alone")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the softmax of the centre crop and its mirror image")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     p.add_argument("--report", metavar="DIR",
                    help="also write to DIR the confusion matrix (confusion.png), per-class precision/recall/F1 "
@@ -438,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading_options(p, batch_size=256)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="top-k classes for image files, folders or glob patterns",
@@ -467,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
     p.set_defaults(func=cmd_predict)
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser(
         "export",
         help="write a checkpoint as safetensors, ONNX (optionally int8), TorchScript or a Hugging Face folder",
@@ -498,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "ImageNet wnid classes (n01440764), shown by predict and serve")
     p.set_defaults(func=cmd_export)
 
+
+def _serve_parser(sub) -> None:
     p = sub.add_parser(
         "serve",
         help="an HTTP endpoint and a web page for a model (needs: pip install 'alexnet[serve]')",
@@ -523,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
     p.set_defaults(func=cmd_serve)
 
+
+def _features_parser(sub) -> None:
     p = sub.add_parser(
         "features",
         help="AlexNet activations of every image of a data source, saved as .npz; optionally fit a classifier",
@@ -554,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading_options(p, batch_size=64)
     p.set_defaults(func=cmd_features)
 
+
+def _neighbors_parser(sub) -> None:
     p = sub.add_parser(
         "neighbors",
         help="the images nearest to a query in fc7 space, drawn as a picture (the paper's Figure 4)",
@@ -574,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading_options(p, batch_size=64)
     p.set_defaults(func=cmd_neighbors)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="images/s of training and inference on this machine: plain eager vs the best settings",
@@ -595,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="let --json replace a file that is not a bench report")
     p.set_defaults(func=cmd_bench)
 
+
+def _plot_parser(sub) -> None:
     p = sub.add_parser(
         "plot",
         help="redraw a run's curves, or overlay several runs' curves",
@@ -607,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE.png", help="the picture to write")
     p.set_defaults(func=cmd_plot)
 
+
+def _report_parser(sub) -> None:
     p = sub.add_parser(
         "report",
         help="one HTML page of what a run learned and where it fails",
@@ -625,35 +652,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading_options(p, batch_size=128)
     p.set_defaults(func=cmd_report)
 
+
+def _prepare_parser(sub) -> None:
     p = sub.add_parser(
         "prepare",
-        help="write datasets out as class folders; file ImageNet's validation images",
-        description="digits: write the built-in digits as DST/{train,val,test}/<class>/*.png with the split "
-        "`--data digits` uses. cifar10, cifar100: write the original python pickle folder SRC "
-        "(cifar-10-batches-py, cifar-100-python) as DST/{train,test}/<class>/*.png. imagenet-val: move (or "
-        "--link) the 50,000 flat ILSVRC2012 validation images into <wnid>/ folders, from the Kaggle "
-        "LOC_val_solution.csv or Caffe's val.txt; running it again changes nothing. cache: decode the images "
-        "of --data once into the uint8 cache that `train --cache` reads (with the same --arch, --image-size "
-        "and --val-split as training); up to date caches are left alone, stale ones rebuilt.",
+        help="write datasets out as class folders; file ImageNet's validation images; build the image cache",
+        description="Prepare data for training: `alexnet prepare WHAT --help` shows each one's options.",
     )
-    p.add_argument("dataset", choices=("digits", "cifar10", "cifar100", "imagenet-val", "cache"), help="what to prepare")
-    p.add_argument("source", nargs="?", metavar="SRC", help="the pickle folder (cifar10, cifar100)")
-    p.add_argument("--to-folders", metavar="DST", help="an empty or new folder (digits, cifar10, cifar100)")
-    p.add_argument("--val-dir", metavar="DIR", help="imagenet-val: the flat validation folder")
-    p.add_argument("--labels", metavar="FILE", help="imagenet-val: LOC_val_solution.csv or val.txt")
-    p.add_argument("--classes", metavar="FILE",
-                   help="imagenet-val with val.txt: imagenet_class_index.json or LOC_synset_mapping.txt giving "
-                   "each index's wnid (default: the sorted folders of the train/ beside --val-dir)")
-    p.add_argument("--link", action="store_true", help="imagenet-val: symlink instead of moving")
-    p.add_argument("--data", metavar="DIR", help="cache: the image folder, as for train --data")
-    p.add_argument("--arch", default="alexnet", choices=list_models(), help="cache: the variant training will use (default: alexnet)")
-    p.add_argument("--image-size", type=_at_least(1), help="cache: the network input side training will use (default: the variant's)")
-    p.add_argument("--val-split", type=float, default=0.1, help="cache: as for train, when the data has no val/ (default: 0.1)")
-    p.add_argument("--cache-dir", metavar="DIR", help="cache: as for train (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)")
-    p.add_argument("--workers", type=_at_least(0), default=2, help="cache: decoding processes (default: 2)")
-    p.add_argument("--max-image-pixels", type=_at_least(1), default=89_478_485, help="cache: larger images are left out")
-    p.set_defaults(func=cmd_prepare)
+    kinds = p.add_subparsers(dest="dataset", metavar="WHAT", required=True)
+    d = kinds.add_parser("digits", help="the built-in digits as class folders",
+                         description="Write the built-in digits as DST/{train,val,test}/<class>/*.png with the split "
+                         "`--data digits` uses.")
+    d.add_argument("--to-folders", required=True, metavar="DST", help="an empty or new folder")
+    d.set_defaults(func=cmd_prepare_digits)
+    for name, folder in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):
+        c = kinds.add_parser(name, help=f"{folder} as class folders",
+                             description=f"Write the original python pickle folder SRC ({folder}) as "
+                             "DST/{train,test}/<class>/*.png.")
+        c.add_argument("source", metavar="SRC", help=f"the pickle folder ({folder})")
+        c.add_argument("--to-folders", required=True, metavar="DST", help="an empty or new folder")
+        c.set_defaults(func=cmd_prepare_cifar)
+    _prepare_imagenet_val_parser(kinds)
+    _prepare_cache_parser(kinds)
 
+
+def _prepare_imagenet_val_parser(kinds) -> None:
+    v = kinds.add_parser("imagenet-val", help="file ILSVRC2012's flat validation images into <wnid>/ folders",
+                         description="Move (or --link) the 50,000 flat ILSVRC2012 validation images into <wnid>/ "
+                         "folders, from the Kaggle LOC_val_solution.csv or Caffe's val.txt; running it again "
+                         "changes nothing.")
+    v.add_argument("--val-dir", required=True, metavar="DIR", help="the flat validation folder")
+    v.add_argument("--labels", required=True, metavar="FILE", help="LOC_val_solution.csv or val.txt")
+    v.add_argument("--classes", metavar="FILE",
+                   help="with val.txt: imagenet_class_index.json or LOC_synset_mapping.txt giving each index's wnid "
+                   "(default: the sorted folders of the train/ beside --val-dir)")
+    v.add_argument("--link", action="store_true", help="symlink instead of moving")
+    v.set_defaults(func=cmd_prepare_imagenet_val)
+
+
+def _prepare_cache_parser(kinds) -> None:
+    c = kinds.add_parser("cache", help="decode --data once into the uint8 cache `train --cache` reads",
+                         description="Decode the images of --data once into the uint8 cache that `train --cache` "
+                         "reads (with the same --arch, --image-size and --val-split as training); up to date "
+                         "caches are left alone, stale ones rebuilt.")
+    c.add_argument("--data", required=True, metavar="DIR", help="the image folder, as for train --data")
+    c.add_argument("--arch", default="alexnet", choices=list_models(), help="the variant training will use (default: alexnet)")
+    c.add_argument("--image-size", type=_at_least(1), help="the network input side training will use (default: the variant's)")
+    c.add_argument("--val-split", type=float, default=0.1, help="as for train, when the data has no val/ (default: 0.1)")
+    c.add_argument("--cache-dir", metavar="DIR", help="as for train (default: $ALEXNET_CACHE, else ~/.cache/alexnet/images)")
+    c.add_argument("--workers", type=_at_least(0), default=2, help="decoding processes (default: 2)")
+    c.add_argument("--max-image-pixels", type=_at_least(1), default=89_478_485, help="larger images are left out")
+    c.set_defaults(func=cmd_prepare_cache)
+
+
+def _convert_parser(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="Caffe's bvlc_alexnet, or its Keras / TensorFlow copies, into alexnet2012 weights (.safetensors)",
@@ -696,6 +748,24 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (c, k, t):
         q.add_argument("--out", required=True, metavar="FILE.safetensors", help="the weights file to write")
         q.set_defaults(func=cmd_convert)
+
+
+# One function per subcommand, in the order `alexnet --help` lists them.
+SUBCOMMANDS = (_models_parser, _summary_parser, _train_parser, _finetune_parser, _evaluate_parser, _predict_parser,
+               _export_parser, _serve_parser, _features_parser, _neighbors_parser, _bench_parser, _plot_parser,
+               _report_parser, _prepare_parser, _convert_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="AlexNet (Krizhevsky et al., 2012): the paper's network and recipe, and the workflow around it.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(sub)
     return parser
 
 
@@ -718,10 +788,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     warnings.showwarning = _one_line_warning
+    from .engine.logging import log_to_stdout
+
+    log_to_stdout()  # the library's progress lines, as plain lines on stdout (rank 0 only)
     command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
     try:
         args = build_parser().parse_args(argv)
         command = args.command
+        args.argv = list(sys.argv) if argv is None else ["alexnet", *argv]  # recorded by train in its run folder
         return args.func(args)
     except AlexNetError as e:
         print(f"alexnet {command}: error: {printable(str(e))}", file=sys.stderr)

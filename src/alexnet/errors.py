@@ -25,3 +25,12 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def first_line(error: BaseException | str, default: str | None = None) -> str:
+    """The first line of an exception's message, for a one-line error (library messages can
+    run to pages); ``default``, else the exception's type name, when the message is empty."""
+    lines = str(error).strip().splitlines()
+    if lines:
+        return lines[0]
+    return default if default is not None else type(error).__name__

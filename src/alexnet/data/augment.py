@@ -9,15 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2 as T
 
-# Commonly used ImageNet values (on [0, 1] pixels): the documented fallback when a
-# training set's own statistics are not computed. Columns of IMAGENET_EIGVEC are the
-# eigenvectors p_i, matching IMAGENET_EIGVAL's lambda_i.
-IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
-IMAGENET_EIGVEC = (
-    (-0.5675, 0.7192, 0.4009),
-    (-0.5808, -0.0045, -0.8140),
-    (-0.5836, -0.6948, 0.4203),
-)
+from ..models.preprocess import DataStats  # what compute_stats returns
 
 
 class Lighting(torch.nn.Module):
@@ -40,25 +32,6 @@ class Lighting(torch.nn.Module):
         alpha = torch.randn(3) * self.std
         rgb = self.eigvec @ (alpha * self.eigval)  # (3,): the same shift for every pixel
         return image + rgb.to(image.dtype)[:, None, None]
-
-
-@dataclass
-class DataStats:
-    mean: tuple[float, float, float]  # per channel, [0, 1] pixels
-    std: tuple[float, float, float]
-    eigval: tuple[float, float, float]  # descending
-    eigvec: tuple[tuple[float, float, float], ...]  # columns are eigenvectors
-    images: int  # how many images they were computed from
-    mean_image: torch.Tensor | None = None  # (3, H, W), when the images all have one size
-
-    def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std), "eigval": list(self.eigval),
-                "eigvec": [list(r) for r in self.eigvec], "images": self.images, "mean_image": self.mean_image}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataStats":
-        return cls(tuple(d["mean"]), tuple(d["std"]), tuple(d["eigval"]), tuple(tuple(r) for r in d["eigvec"]),
-                   d["images"], d.get("mean_image"))
 
 
 def pca_of_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

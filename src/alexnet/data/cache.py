@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from .datasets import BadSample, FolderSubset
 from .images import ImageReadError
 from .loading import ignore_sigint
 from .transforms import square_transform
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when what is stored changes (the resize, the loader)
 
@@ -119,7 +122,7 @@ def _decode_into(base: Dataset, size: int, out: np.ndarray, workers: int, what: 
 
 
 def cache_split(dataset: Dataset, size: int, name: str, cache_dir: Path | None = None, workers: int = 0,
-                log=print, build: bool = True) -> ImageCache:
+                build: bool = True) -> ImageCache:
     """The cache of ``dataset`` at side ``size``: opened if it is up to date, else built
     (``build``) or ``None``. ``name`` tells this split's files apart (e.g. ``flowers-train``)."""
     if not isinstance(dataset, FolderSubset):  # already decoded, in memory: squares in memory too
@@ -142,14 +145,14 @@ def cache_split(dataset: Dataset, size: int, name: str, cache_dir: Path | None =
         if index.get("key") == key and data_path.stat().st_size == index["n"] * size * size * 3:
             return ImageCache(index["n"], size, np.asarray(index["labels"], np.int64), data_path,
                               skipped=index["skipped"])
-        log(f"cache: {data_path} is stale (files changed since it was built); rebuilding")
+        log.info(f"cache: {data_path} is stale (files changed since it was built); rebuilding")
     if not build:
         return None
     cache_dir.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
     tmp = data_path.with_suffix(f".u8.tmp{os.getpid()}")
     start = time.perf_counter()
-    log(f"cache: decoding {n} images of {dataset.root} once into {data_path} ({n * size * size * 3 / 2**30:.2f} GiB)")
+    log.info(f"cache: decoding {n} images of {dataset.root} once into {data_path} ({n * size * size * 3 / 2**30:.2f} GiB)")
     try:
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, size, size, 3))
         labels, skipped = _decode_into(dataset, size, out, workers, f"caching {name}")
@@ -167,6 +170,6 @@ def cache_split(dataset: Dataset, size: int, name: str, cache_dir: Path | None =
     tmp_index = index_path.with_suffix(f".json.tmp{os.getpid()}")
     tmp_index.write_text(json.dumps(index))
     os.replace(tmp_index, index_path)
-    log(f"cache: {len(labels)} images in {time.perf_counter() - start:.1f}s"
+    log.info(f"cache: {len(labels)} images in {time.perf_counter() - start:.1f}s"
         + (f", {len(skipped)} unreadable left out" if skipped else ""))
     return ImageCache(len(labels), size, labels, data_path, skipped=skipped)

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ..errors import AlexNetError
+from ..models.pretrained import imagenet_categories  # the torchvision weights' categories
 
 WNID = re.compile(r"n\d{8}")
 CLASS_LIST_FILES = ("LOC_synset_mapping.txt", "imagenet_class_index.json")
@@ -28,13 +29,6 @@ def read_class_list(path: Path) -> list[str]:
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     except (OSError, ValueError, KeyError, IndexError) as e:
         raise AlexNetError(f"{path}: not a class list (imagenet_class_index.json or LOC_synset_mapping.txt): {e}") from None
-
-
-def imagenet_categories() -> list[str]:
-    """The 1,000 ImageNet class names in index order, as torchvision publishes them."""
-    from torchvision.models import AlexNet_Weights
-
-    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def find_class_list(root: Path) -> Path | None:

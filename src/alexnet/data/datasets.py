@@ -20,6 +20,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import ImageFolder
 
 from ..errors import DataError, DataWarning
+from ..extras import require
 from .cifar import NAMED_CIFAR, fetch_cifar, is_cifar_dir, read_cifar
 from .classnames import display_names
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, is_image_file, load_rgb
@@ -145,9 +146,7 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
 
 def digits_images() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's 1,797 8x8 handwritten digits as uint8 images (0-255), labels, names."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    d = require("sklearn.datasets", "--data digits (scikit-learn ships the images)").load_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)  # pixel values are 0..16
     return images, d.target, [str(c) for c in d.target_names]
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .cache import ImageCache
-from .loading import Batch, ignore_sigint
+from .loading import Batch, eval_shard, ignore_sigint
 from .augment import Augment
 from .transforms import Preprocess, square_train_transform
 
@@ -49,6 +49,13 @@ class Crops:
         return cls(torch.from_numpy(top), torch.from_numpy(left), torch.from_numpy(flips), torch.from_numpy(alpha))
 
     @classmethod
+    def for_batch(cls, batch: list[tuple[int, int]], square: int, p: Preprocess, train: bool) -> "Crops":
+        """A batch of ``(index, sample seed)``'s crops: drawn from the seeds in training, centred otherwise."""
+        if train:
+            return cls.draw([seed for _, seed in batch], square, p.crop, p.flip, p.lighting)
+        return cls.centre(len(batch), square, p.crop)
+
+    @classmethod
     def centre(cls, n: int, square: int, crop: int) -> "Crops":
         offset = int(round((square - crop) / 2.0))  # torchvision's CenterCrop
         return cls(torch.full((n,), offset), torch.full((n,), offset), torch.zeros(n, dtype=torch.bool),
@@ -62,8 +69,8 @@ def sample_uniforms(seeds: list[int], count: int) -> np.ndarray:
     """``(len(seeds), count)`` uniforms in [0, 1), each row a function of its seed alone.
 
     splitmix64 on (seed, k): a counter-based generator, so a whole batch is drawn in a few
-    vectorised passes. One ``numpy.random.Generator`` per sample cost ~35 us each (9 ms per
-    batch of 256), which on a GPU falls in the main process between training steps.
+    vectorised passes, where one ``numpy.random.Generator`` per sample would cost its
+    construction for every image, in the main process, between a GPU's training steps.
     """
     state = np.asarray(seeds, dtype=np.uint64)[:, None] + \
         np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps mod 2^64
@@ -176,7 +183,7 @@ class _CropBatches(Dataset):
         if self.each is not None:
             pixels = torch.stack([self._augment_one(i, seed) for i, seed in batch])
             return pixels, torch.from_numpy(self.cache.labels[index]), None
-        crops = _crops_for(batch, self.cache.size, self.p, self.train)
+        crops = Crops.for_batch(batch, self.cache.size, self.p, self.train)
         in_worker = torch.utils.data.get_worker_info() is not None
         pixels = cut_slices(self.cache.images, index, crops, self.p.crop, shared=in_worker and self.finish is None)
         if self.finish is not None:
@@ -199,17 +206,12 @@ class _CropBatches(Dataset):
         return blocks[self._turn % self.ring]
 
 
-def _crops_for(batch: list[tuple[int, int]], square: int, p: Preprocess, train: bool) -> Crops:
-    if train:
-        return Crops.draw([seed for _, seed in batch], square, p.crop, p.flip, p.lighting)
-    return Crops.centre(len(batch), square, p.crop)
-
 
 class EvalBatches(Sampler[list]):
-    """In order, ``batch_size`` at a time; with ``world`` > 1 rank r takes every world-th image."""
+    """In order, ``batch_size`` at a time; with ``world`` > 1 each rank takes its ``eval_shard``."""
 
     def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0):
-        self.indices = list(range(rank, n, world))
+        self.indices = list(eval_shard(n, world, rank))
         self.batch_size = batch_size
 
     def __len__(self) -> int:
@@ -254,7 +256,7 @@ class CachedLoader:
     def __iter__(self) -> Iterator[Batch]:
         if self.resident:
             for batch in self.sampler:
-                crops = _crops_for(batch, self.cache.size, self.p, self.train).to(self.device)
+                crops = Crops.for_batch(batch, self.cache.size, self.p, self.train).to(self.device)
                 index = torch.tensor([i for i, _ in batch], device=self.device)
                 pixels = cut_torch(self.images, index, crops, self.p.crop)
                 yield Batch(self.finish(pixels, crops), self.labels[index])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -13,9 +16,31 @@ from ..errors import AlexNetError
 
 # Pillow's own default limit (about 89 megapixels, a 9459x9459 image). Pillow warns above it
 # and refuses at twice it; load_rgb refuses at the limit itself, with a message, and the
-# limit is an option (--max-image-pixels), so Pillow's own check is switched off below.
+# limit is an option (--max-image-pixels), so Pillow's own check gives way to it, but only
+# inside the project's reads (``pillow_allows``): Pillow's setting is the process's.
 DEFAULT_MAX_PIXELS = 89_478_485
-Image.MAX_IMAGE_PIXELS = None
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextmanager
+def pillow_allows(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's own pixel check (``Image.MAX_IMAGE_PIXELS``: a warning above it, an error
+    above twice it, in ``open`` and in some decoders) out of the way of the reads inside,
+    where the project checks ``max_pixels`` (None: no limit) on each header itself.
+
+    Pillow is left as it is when it would let every image within ``max_pixels`` through;
+    else its limit is lifted under a lock for the reads inside and restored after, so code
+    outside the project's reads keeps the process's setting."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or (max_pixels is not None and max_pixels <= 2 * limit):
+        yield
+        return
+    with _PILLOW_LIMIT:
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 # torchvision's IMG_EXTENSIONS plus GIF, which it leaves out.
@@ -72,7 +97,7 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
     try:
         if os.path.getsize(path) == 0:
             raise ImageReadError(path, "empty file (0 bytes)")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pillow_allows(max_pixels):
             warnings.simplefilter("ignore")  # Pillow's "possibly corrupt EXIF" and the like
             with Image.open(path) as image:
                 w, h = image.size  # from the header: nothing decoded yet
@@ -85,6 +110,9 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
         raise
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
+    except Image.DecompressionBombError:  # Pillow's own check, left on: the image is over ours too
+        raise ImageReadError(path, f"over the limit of {max_pixels:,} pixels (a decompression bomb?); "
+                             "raise --max-image-pixels if the image is genuine") from None
     except Image.UnidentifiedImageError:
         raise ImageReadError(path, "not an image file Pillow can read") from None
     except Exception as e:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, struct.error, ...

@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import first_line
 from .datasets import BadSample, FolderSubset
-from .fast import Finish, _crops_for, cut_torch
-from .images import DEFAULT_MAX_PIXELS, ImageReadError, load_rgb
+from .fast import Crops, Finish, cut_torch
+from .images import DEFAULT_MAX_PIXELS, ImageReadError, load_rgb, pillow_allows
 from .loading import Batch, ignore_sigint
 from .transforms import Preprocess, square_transform
 
@@ -44,7 +45,7 @@ def read_for_device(path: str, size: int, max_pixels: int | None = DEFAULT_MAX_P
     try:
         with open(path, "rb") as f:
             data = f.read()
-        with Image.open(io.BytesIO(data)) as image:  # parses the header only
+        with pillow_allows(max_pixels), Image.open(io.BytesIO(data)) as image:  # parses the header only
             w, h = image.size
             if image.format == "JPEG" and image.mode in ("RGB", "L") and not (max_pixels and w * h > max_pixels):
                 return torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -113,7 +114,7 @@ def _decode(items: list, jpegs: list[int], paths: list[str], device: torch.devic
             out.append(_decode_jpeg(d, device))
         except RuntimeError as e:
             out.append(None)
-            problems.append(str(ImageReadError(paths[k], f"corrupt or truncated JPEG ({str(e).splitlines()[0].rsplit(', ', 1)[-1]})")))
+            problems.append(str(ImageReadError(paths[k], f"corrupt or truncated JPEG ({first_line(e).rsplit(', ', 1)[-1]})")))
     return out
 
 
@@ -154,7 +155,7 @@ class DeviceDecodeLoader:
         pixels, keep, problems = decode_squares(items, paths, self.p.resize, self.device)
         if not keep:
             return Batch(None, None, tuple(problems))
-        crops = _crops_for([batch[k] for k in keep], self.p.resize, self.p, self.train).to(self.device)
+        crops = Crops.for_batch([batch[k] for k in keep], self.p.resize, self.p, self.train).to(self.device)
         index = torch.arange(len(keep), device=self.device)
         images = self.finish(cut_torch(pixels, index, crops, self.p.crop), crops)
         return Batch(images, labels[keep].to(self.device, non_blocking=True), tuple(problems))

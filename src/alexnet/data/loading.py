@@ -52,13 +52,30 @@ class Transformed(Dataset):
             return self.transform(image), label
 
 
+class Indexed(Dataset):
+    """``base``'s ``(image, label)`` as ``(image, label, index)``, so that what is kept of a
+    batch can be traced to its samples (features, per-image analysis); a ``BadSample`` as is."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        item = self.base[i]
+        return item if isinstance(item, BadSample) else (*item, i)
+
+
 class Batch(NamedTuple):
     """What the loaders yield. ``skipped``: the unreadable files left out of this batch
-    (path and reason each); ``images`` and ``target`` are None if none was readable."""
+    (path and reason each); ``images`` and ``target`` are None if none was readable.
+    ``index``: each kept sample's index in the dataset, where it is :class:`Indexed`."""
 
     images: torch.Tensor | None
     target: torch.Tensor | None
     skipped: tuple[str, ...] = ()
+    index: torch.Tensor | None = None
 
 
 def collate(items: list) -> Batch:
@@ -66,8 +83,8 @@ def collate(items: list) -> Batch:
     skipped = tuple(item.reason for item in items if isinstance(item, BadSample))
     if not good:
         return Batch(None, None, skipped)
-    images, target = default_collate(good)
-    return Batch(images, target, skipped)
+    images, target, *index = default_collate(good)
+    return Batch(images, target, skipped, index[0] if index else None)
 
 
 class EpochBatchSampler(Sampler[list]):
@@ -124,12 +141,17 @@ def train_loader(dataset: Transformed, sampler: EpochBatchSampler, workers: int,
     )
 
 
+def eval_shard(n: int, world: int = 1, rank: int = 0) -> range:
+    """The indices of ``n`` evaluation samples that rank ``rank`` of ``world`` takes: every
+    world-th, in order, without padding, so sums reduced over ranks count each image once."""
+    return range(rank, n, world)
+
+
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool = False,
                 world: int = 1, rank: int = 0) -> DataLoader:
-    """In order; with ``world`` > 1 each rank takes every world-th sample (no padding, so
-    sums reduced over ranks count each image exactly once)."""
+    """In order; with ``world`` > 1 each rank takes its :func:`eval_shard`."""
     if world > 1:
-        dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
+        dataset = torch.utils.data.Subset(dataset, eval_shard(len(dataset), world, rank))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, generator=torch.Generator(), worker_init_fn=ignore_sigint)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from ..errors import AlexNetError
@@ -49,8 +51,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Small images (e.g. flowers_128) as fast as a GPU allows: the airbench/DAWNBench tricks
     # on AlexNet's shape. BatchNorm after every conv lets a short one-cycle run converge; the
     # uint8 cache lives in GPU memory (no workers, no decoding); bf16 and channels_last on
-    # CUDA. No torch.compile: its tens of seconds of compiling (measured on the CPU) would
-    # likely exceed such a run's training time on a GPU (not measured: no GPU was lent).
+    # CUDA. No torch.compile: its tens of seconds of compiling would be a large share of
+    # such a short run on a GPU.
     "fast": {
         "arch": "alexnet_cifar",
         "model_option": ["norm=bn", "norm_after=conv1,conv2,conv3,conv4,conv5"],
@@ -59,7 +61,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "cache": True,
         "epochs": 40,
         "batch_size": 128,
-        "lr": 0.02,  # short runs at 32 px: 0.1 diverged to chance, 0.05 spiked, 0.02 and 0.01 did not
+        "lr": 0.02,  # larger rates diverged or spiked in short runs at 32 px (docs/performance.md)
         "weight_decay": 5e-4,
         "decay_bias_norm": False,
         "schedule": "onecycle",
@@ -136,7 +138,11 @@ class TrainConfig:
     seed: int = _opt("random seed for initialisation, data order, augmentation and dropout", default=0, group="optimisation")
 
     out: str | None = _opt("run folder: config.json, metrics.csv, curves.png, tb/, checkpoints/ (default: runs/<arch>-<time>)", default=None, group="run")
-    resume: bool = _opt("continue the run in --out from checkpoints/last.pt: weights, optimizer, schedule, random state and data order, so it ends as if never interrupted", default=False, group="run")
+    resume: bool | str = _opt(
+        "continue a run: weights, optimizer, schedule, random state and data order, so it ends as if never interrupted. "
+        "--resume alone: the run in --out, from checkpoints/last.pt; --resume RUN_DIR or RUN_DIR/checkpoints/last.pt: "
+        "the same for that run. Any other checkpoint (best.pt: the run as it was at its best epoch) continues in a new "
+        "--out, leaving the run it came from as it is", default=False, nargs="?", const=True, metavar="RUN_DIR|CKPT", group="run")
     save_every_steps: int = _opt("also write checkpoints/last.pt every N steps within an epoch (0: at epoch ends only)", default=0, group="run")
     log_every: int = _opt("steps between progress updates (the only host-device synchronisation inside an epoch)", default=20, group="run")
     deterministic: bool = _opt("deterministic algorithms (bitwise-reproducible on the CPU; on GPUs slower, and a few kernels without a deterministic version only warn)", default=False, group="run")
@@ -190,9 +196,12 @@ class TrainConfig:
             raise ConfigError("--cache and --decode-on-device are two ways to skip per-epoch decoding; pick one")
         if self.paper_momentum and not self.decay_bias_norm:
             raise ConfigError("--paper-momentum applies one weight decay to all parameters; drop --no-decay-bias-norm")
+        if self.resume == "":
+            raise ConfigError("--resume got an empty path; give a run folder or a checkpoint, or --resume alone with --out")
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+    def to_json(self, provenance: list[dict[str, Any]] | None = None) -> str:
+        """config.json: the fields, and where the run came from (recorded, never replayed)."""
+        return json.dumps({**asdict(self), **({"provenance": provenance} if provenance else {})}, indent=2)
 
 
 # Choosing any of these means choosing the network: no recipe is then implied.
@@ -223,13 +232,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if getattr(base, "__origin__", None) is list:  # list[str] with action="append": each item is a str
             base = base.__args__[0]
         kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name, "default": argparse.SUPPRESS}
-        for key in ("action", "metavar"):
+        for key in ("action", "metavar", "nargs", "const"):
             if key in f.metadata:
                 kw[key] = f.metadata[key]
         if "choices" in f.metadata:
             choices = f.metadata["choices"]  # a callable is asked at parser build time (the model registry)
             kw["choices"] = choices() if callable(choices) else choices
-        if base is bool:
+        if "nargs" in f.metadata:  # a flag alone (const) or with a value: --resume [PATH]
+            kw["type"] = str
+        elif base is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = base
@@ -244,3 +255,78 @@ def from_namespace(cls: type, ns: argparse.Namespace) -> tuple[Any, set[str]]:
     """The config, and the names of the fields that were given explicitly."""
     given = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
     return cls(**given), set(given)
+
+
+def from_args(ns: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
+    """The training config the command line asks for, and the fields it sets. With
+    ``--config FILE`` the file's fields count as set, and the flags given beside it win."""
+    cfg, given = from_namespace(TrainConfig, ns)
+    if getattr(ns, "config", None) is None:
+        return cfg, given
+    if "resume" in given:
+        raise ConfigError("--resume takes the run's config from its checkpoint; drop --config")
+    values = {**read_config_file(ns.config), **{k: getattr(cfg, k) for k in given}}
+    return TrainConfig(**values), set(values)
+
+
+# Where a run went and whether it continued another: a config file does not replay these.
+NOT_REPLAYED = {"out", "resume"}
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The fields of a run's config.json, or of a YAML file with the same keys, to train the
+    same way again. Its ``provenance`` is a record, not a setting, and ``out`` and ``resume``
+    are the earlier run's place: none of them is replayed."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    values = _parse_config(path, text)
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected option names and values, as in a run's config.json")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}  # flag spellings too, in YAML
+    values.pop("provenance", None)
+    unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option {', '.join(unknown)} (`alexnet train --help` lists them)")
+    hints = get_type_hints(TrainConfig)
+    return {k: _typed(k, v, hints[k], path) for k, v in values.items() if k not in NOT_REPLAYED}
+
+
+def _parse_config(path: Path, text: str) -> Any:
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from ..extras import require
+
+        yaml = require("yaml", f"--config {path} (a YAML file)")
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--config {path}: not valid YAML ({' '.join(str(e).split())})") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e}); a .yaml or .yml file is read as YAML") from None
+
+
+def _typed(name: str, value: Any, hint: Any, path: Path) -> Any:
+    """``value`` checked against the field's type; ints pass as floats, and numbers written
+    as text (YAML 1.1 reads ``1e-3`` as a string) are read as numbers."""
+    kinds = getattr(hint, "__args__", (hint,))
+    for kind in kinds:
+        if value is None and kind is type(None):
+            return value
+        if getattr(kind, "__origin__", None) is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if kind in (bool, str) and isinstance(value, kind):
+            return value
+        if kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if kind is float or isinstance(value, int):
+                return kind(value)
+    if isinstance(value, str) and float in kinds:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    expected = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
+    raise ConfigError(f"--config {path}: {name} must be {expected}, got {value!r}")

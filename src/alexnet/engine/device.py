@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..errors import AlexNetError
@@ -24,3 +26,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("--device mps: Apple's MPS backend is not available here (try --device auto or cpu)")
     return torch.device(name)
+
+
+def sync_for(device: torch.device) -> Callable[[], None]:
+    """A function that waits until ``device`` has finished its queued work: GPU work runs
+    asynchronously, so a timing taken without it measures the queueing, not the work."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None

@@ -2,15 +2,14 @@
 
 ``optimize_for_inference(model, device, example_shape)`` returns a callable, batch -> logits:
 
-* CPU: the model exported to ONNX and run by ONNX Runtime, whose MLAS convolutions (blocked
-  NCHWc layout, ReLU fused in) beat oneDNN's on the 2-core AVX2 machine this was measured
-  on (docs/performance.md, "Model throughput"). It gave 1.85x the images/s of eager fp32
-  PyTorch for ``alexnet`` (224 px, batch 32) and 1.5x for ``alexnet_cifar`` (32 px, batch
-  256), at the same thread count, after a few seconds of export. Also measured there
-  (``benchmarks/model_throughput.py --candidates``): channels_last 1.2x / 1.4x,
-  ``torch.compile`` 1.3x / 1.55x after 30-80 s of compiling (less with a warm cache),
-  frozen TorchScript 1.15x / 1.4x, fx's oneDNN pass 1.1x / 1.0x, bf16 autocast 0.2x (no
-  bf16 units: emulated), ``inference_mode`` instead of ``no_grad`` 1.0x.
+* CPU: the model exported to ONNX and run by ONNX Runtime (the ``onnx`` extra), whose MLAS
+  convolutions (blocked NCHWc layout, ReLU fused in) beat oneDNN's, for a few seconds of
+  export. It is the fastest of the candidates that ``benchmarks/model_throughput.py
+  --candidates`` compares (channels_last, ``torch.compile``, frozen TorchScript, fx's
+  oneDNN pass, bf16 autocast, ``inference_mode``); the figures are in docs/performance.md,
+  "Model throughput". ``torch.compile`` comes second but costs tens of seconds of compiling,
+  and bf16 autocast is emulated, hence slower, on CPUs without bf16 units. Without the
+  extra, ``auto`` runs eager PyTorch and says so in ``notes``.
 * CUDA: ``channels_last`` + ``torch.compile``; ``amp="bf16"`` adds bf16 autocast (faster,
   but the logits then differ from fp32 by more than rounding).
 * Anywhere else, or when the above cannot be built: eager PyTorch in ``inference_mode``
@@ -33,8 +32,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..extras import available, check, install_hint, require
 from ..models.onnx_file import OnnxModel, make_session
-from .loop import AMP_DTYPES
+from ..errors import first_line
+from .loop import autocast
 
 BACKENDS = ("auto", "onnxruntime", "compile", "eager")
 # Largest |fast - eager| accepted, relative to max(1, max |eager logit|). fp32 paths differ
@@ -73,7 +74,7 @@ class InferenceFn:
         images = images.to(self.device, torch.float32, non_blocking=True)
         if self.device.type in ("cpu", "cuda"):
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(self.device, self.amp):
+        with torch.inference_mode(), autocast(self.device, self.amp):
             return self.model(images).float()
 
 
@@ -100,7 +101,7 @@ def optimize_for_inference(
         raise ValueError(f"amp must be one of {tuple(TOLERANCE)}, got {amp!r}")
     device = torch.device(device)
     if device.type == "cpu":
-        amp = "off"  # bf16 on CPUs without bf16 units is emulated, and slower (README)
+        amp = "off"  # bf16 on CPUs without bf16 units is emulated, and slower (docs/performance.md)
     model.eval().to(device)
     if device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)
@@ -110,6 +111,10 @@ def optimize_for_inference(
     fn = InferenceFn(model, device, shape[1:], "eager", amp)
     if backend == "auto":
         backend = {"cpu": "onnxruntime", "cuda": "compile"}.get(device.type, "eager")
+        if backend == "onnxruntime" and not (available("onnx") and available("onnxruntime")):
+            # An extra the user chose not to install: a note, not a warning on every run.
+            fn.notes.append(f"onnxruntime: not installed ({install_hint('onnxruntime')})")
+            backend = "eager"
     if backend == "eager":
         return fn
 
@@ -126,7 +131,7 @@ def optimize_for_inference(
             if not error <= bound:  # also catches NaN
                 raise RuntimeError(f"logits differ from eager by {error:.3g} (allowed {bound:.3g})")
     except Exception as e:  # noqa: BLE001 - any failure means: use eager
-        reason = (str(e).splitlines() or [repr(e)])[0]  # the exporter's messages run to pages
+        reason = first_line(e)  # the exporter's messages run to pages
         warnings.warn(f"inference: {backend} not used ({reason}); using eager PyTorch")
         fn.notes.append(f"{backend}: {reason}")
         return fn
@@ -134,18 +139,11 @@ def optimize_for_inference(
     return fn
 
 
-def _autocast(device: torch.device, amp: str):
-    return torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "off")
-
 
 def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor, amp: str) -> Callable:
     if device.type != "cpu":
         raise RuntimeError("the onnxruntime path runs on the CPU only")
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise RuntimeError(f"{e.name} is not installed (pip install onnx onnxruntime)") from None
+    check("the onnxruntime path", "onnx", "onnxruntime")
     session = make_session(export_onnx(model, example).SerializeToString(), device)
 
     def run(images: torch.Tensor) -> torch.Tensor:
@@ -159,7 +157,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, opset: int | None = Non
     """``model`` as an ``onnx.ModelProto``: input ``images`` (batch, C, H, W) with C, H, W of
     ``example`` and a free batch size, output ``logits``. Every variant exports: adaptive
     pooling becomes the fixed op it computes at this size (``_fixed_adaptive_pools``)."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     buffer = io.BytesIO()
     # The TorchScript-based exporter (onnx needed, onnxscript not) with every shape fixed to
@@ -269,7 +267,7 @@ def _compiled(model: nn.Module, device: torch.device, example: torch.Tensor, amp
     def run(images: torch.Tensor) -> torch.Tensor:
         if device.type in ("cpu", "cuda"):
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             return compiled(images).float()
 
     return run

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,10 +16,50 @@ from typing import Any
 
 import torch
 
+from ..extras import available
 from .visuals import conv1_grid, draw_curves
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "img_per_s", "seconds")
 EMA_FIELDS = ("ema_val_loss", "ema_val_top1")  # runs with --ema only
+# (module, extra, what a run leaves out without it): extras, so a run without them trains all the same.
+OPTIONAL_OUTPUTS = (("tensorboard", "tensorboard", "TensorBoard logs (tb/)"), ("matplotlib", "plots", "curves.png"))
+
+
+class MainRankOnly(logging.Filter):
+    """Drops records on the non-zero ranks of a ``torchrun`` job (``RANK`` in the
+    environment): rank 0 speaks for all of them, as one process would."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return os.environ.get("RANK", "0") == "0"
+
+
+class _Stdout(logging.StreamHandler):
+    """A handler that writes to ``sys.stdout`` as it is when a record comes (pytest and
+    redirections replace it after the handler is made)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def log_to_stdout() -> None:
+    """The messages of the ``alexnet`` loggers (``logging.getLogger(__name__)`` in every
+    module) as plain lines on stdout, as ``print`` would write them, from rank 0 only.
+    Called by the CLI and ``api.fit``; calling it again changes nothing."""
+    package = logging.getLogger("alexnet")
+    if not any(isinstance(h, _Stdout) for h in package.handlers):
+        handler = _Stdout()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(MainRankOnly())
+        package.addHandler(handler)
+    package.setLevel(logging.INFO)
 
 
 class PlainProgress:
@@ -51,7 +93,12 @@ class RunLogger:
                  classes: int | None = None, config: dict[str, Any] | None = None):
         self.out, self.enabled, self.title, self.classes = out, enabled, title, classes
         self.tb = None
-        if enabled:
+        self.curves = available("matplotlib")
+        missing = [(extra, what) for module, extra, what in OPTIONAL_OUTPUTS if not available(module)]
+        if enabled and missing:
+            logging.getLogger(__name__).info(f"note: no {' and no '.join(what for _, what in missing)} in this run: "
+                                             f"pip install 'alexnet[{','.join(extra for extra, _ in missing)}]'")
+        if enabled and available("tensorboard"):
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events a killed run wrote after its last checkpoint.
@@ -114,7 +161,8 @@ class RunLogger:
             if model is not None and hasattr(model, "conv1"):
                 self.tb.add_image("conv1/filters", conv1_grid(model), global_step)
             self.tb.flush()
-        draw_curves(history, self.out / "curves.png", self.title, self.classes)
+        if self.curves:
+            draw_curves(history, self.out / "curves.png", self.title, self.classes)
 
     def close(self) -> None:
         if self.tb:

@@ -20,9 +20,19 @@ from .optim import Schedule
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast(device: torch.device, amp: str):
+    """The autocast context of ``amp`` (``off``, ``bf16``, ``fp16``) on ``device``: training,
+    evaluation and inference all enter it through here."""
+    return torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "off")
+
+
 @dataclass(frozen=True)
 class Knobs:
-    """How each step runs; chosen once per run."""
+    """How each step runs; chosen once per run.
+
+    ``amp``, ``channels_last`` and ``compile`` are the speed choices (``tasks.bench`` times
+    them); ``compile`` is applied by whoever builds what steps call (``train``'s ``_wrap``).
+    """
 
     amp: str = "off"
     channels_last: bool = False
@@ -32,9 +42,12 @@ class Knobs:
     mixing: Mixing = Mixing()
     seed: int = 0  # with the step and the rank, seeds each batch's mixing
     rank: int = 0
+    compile: bool = False
 
-    def autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=AMP_DTYPES.get(self.amp), enabled=self.amp != "off")
+    def describe(self) -> str:
+        """The speed choices in words: ``bf16 autocast + channels_last + torch.compile``."""
+        parts = [f"{self.amp} autocast" if self.amp != "off" else "fp32"]
+        return " + ".join(parts + ["channels_last"] * self.channels_last + ["torch.compile"] * self.compile)
 
     def to_device(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
         images = images.to(device, non_blocking=True)
@@ -88,6 +101,22 @@ class EvalResult:
             "top5_err": 1.0 - self.top5,
             "images": self.images,
         }
+
+
+def mean_softmax(logits: torch.Tensor, views: int = 1, log: bool = False) -> torch.Tensor:
+    """``(N * views, C)`` logits, each image's views in a row, -> ``(N, C)``: the mean of the
+    views' softmax probabilities, as the paper averages its ten crops ("averaging the
+    predictions made by the network's softmax layer on the ten patches"). Evaluation,
+    prediction and analysis all average views through here. ``log``: its logarithm, computed
+    stably (logsumexp) for a loss, where a probability that underflows would give log(0).
+    """
+    classes = logits.shape[1]
+    if not log:
+        return logits.float().softmax(dim=1).view(-1, views, classes).mean(dim=1)
+    log_probs = logits.float().log_softmax(dim=1)
+    if views == 1:
+        return log_probs
+    return log_probs.view(-1, views, classes).logsumexp(dim=1) - math.log(views)
 
 
 def correct_topk(scores: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
@@ -165,7 +194,7 @@ def _forward_backward(model: nn.Module, images: torch.Tensor, target: torch.Tens
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = knobs.accumulate
     for x, y, y2 in zip(images.chunk(n), target.chunk(n), partner.chunk(n)):  # views: memory format kept
-        with knobs.autocast(device):
+        with autocast(device, knobs.amp):
             logits = model(x)
         logits = logits.float()
         loss = F.cross_entropy(logits, y, label_smoothing=knobs.label_smoothing)
@@ -179,13 +208,13 @@ def _forward_backward(model: nn.Module, images: torch.Tensor, target: torch.Tens
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, knobs: Knobs = Knobs(), dist: Dist | None = None
+    model: nn.Module, loader: DataLoader, device: torch.device, knobs: Knobs = Knobs(), d: Dist | None = None
 ) -> EvalResult:
     """Mean cross-entropy, top-1 and top-5 accuracy over ``loader`` (model in eval mode).
 
-    Batches of ``(N, 10, 3, H, W)`` (ten-crop) are scored by the mean softmax of the ten
-    views, as in the paper. Under torchrun each rank scores its shard and the sums are
-    added across ranks.
+    Batches of ``(N, V, 3, H, W)`` (ten-crop) are scored by :func:`mean_softmax` of the
+    views. Under torchrun (``d``) each rank scores its shard and the sums are added across
+    ranks.
     """
     if isinstance(model, nn.Module):  # else an inference function (engine/inference.py)
         model.eval()
@@ -202,18 +231,16 @@ def evaluate(
         target = target.to(device, non_blocking=True)
         views = images.shape[1] if images.ndim == 5 else 1
         images = knobs.to_device(images.flatten(0, 1) if views > 1 else images, device)
-        with knobs.autocast(device):
+        with autocast(device, knobs.amp):
             logits = model(images)
-        log_probs = logits.float().log_softmax(dim=1)
-        if views > 1:  # log of the mean softmax over the views, computed stably
-            log_probs = log_probs.view(len(target), views, -1).logsumexp(dim=1) - math.log(views)
+        log_probs = mean_softmax(logits, views, log=True)
         loss_sum += F.nll_loss(log_probs, target, reduction="sum").double()
         k1, k5 = correct_topk(log_probs, target)
         c1 += k1
         c5 += k5
         seen += len(target)
-    if dist is not None:
-        loss_sum, c1, c5, seen = sum_across(dist, loss_sum, c1, c5, seen)
+    if d is not None:
+        loss_sum, c1, c5, seen = sum_across(d, loss_sum, c1, c5, seen)
     n = int(seen.item())
     if n == 0:
         raise AlexNetError("nothing to evaluate: the split is empty" + (f" ({skipped} unreadable images)" if skipped else ""))

@@ -11,7 +11,7 @@ from torch import nn
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool,
+def param_groups(model: nn.Module, weight_decay: float, decay_bias_norm: bool,
                  backbone_lr_scale: float = 1.0, head: tuple[str, ...] = ("fc8",)) -> list[dict]:
     """One group; two when biases and norm-layer parameters are exempt from weight decay;
     and, with ``backbone_lr_scale`` != 1, each split again into the ``head`` layers (full
@@ -25,14 +25,14 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool
     groups: dict[tuple[bool, bool], list] = {}
     for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
-            exempt = no_decay_bias_norm and (name == "bias" or isinstance(module, norm_types))
+            exempt = not decay_bias_norm and (name == "bias" or isinstance(module, norm_types))
             in_head = split_head and module_name.split(".")[0] in head
             groups.setdefault((in_head, exempt), []).append(p)
-    if not no_decay_bias_norm and not split_head:
+    if decay_bias_norm and not split_head:
         return [{"params": groups[(False, False)], "weight_decay": weight_decay}]
     out = []
     for in_head in ((False, True) if split_head else (False,)):
-        for exempt in ((False, True) if no_decay_bias_norm else (False,)):
+        for exempt in ((False,) if decay_bias_norm else (False, True)):
             group = {"params": groups.get((in_head, exempt), []), "weight_decay": 0.0 if exempt else weight_decay}
             if split_head:
                 group["lr_scale"] = 1.0 if in_head else backbone_lr_scale
@@ -82,12 +82,12 @@ class PaperSGD(torch.optim.Optimizer):
 
 def build_optimizer(
     model: nn.Module, lr: float, momentum: float, weight_decay: float, *,
-    paper_momentum: bool = False, no_decay_bias_norm: bool = False, device: torch.device | None = None,
+    paper_momentum: bool = False, decay_bias_norm: bool = True, device: torch.device | None = None,
     backbone_lr_scale: float = 1.0, amp: str = "off", layers_join_later: bool = False,
     kind: str = "sgd", nesterov: bool = False,
 ) -> torch.optim.Optimizer:
     """SGD (torch's, or the paper's form) or AdamW over ``param_groups``."""
-    groups = param_groups(model, weight_decay, no_decay_bias_norm, backbone_lr_scale)
+    groups = param_groups(model, weight_decay, decay_bias_norm, backbone_lr_scale)
     if paper_momentum:
         return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     # One fused kernel for all parameters (docs/performance.md), multi-tensor otherwise. Not

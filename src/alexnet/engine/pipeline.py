@@ -4,6 +4,7 @@ and what happens to unreadable files on either."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,17 +22,19 @@ from ..data.transforms import Preprocess, eval_transform, stats_transform, train
 from . import distributed
 from .config import ConfigError, TrainConfig
 
+log = logging.getLogger(__name__)
 
-def check_all_images(cfg: TrainConfig, splits: Splits, log) -> None:
+
+def check_all_images(cfg: TrainConfig, splits: Splits) -> None:
     """``--strict``: decode every file of every split now; any failure stops the run before it starts."""
     paths = [p for name in splits.available if isinstance(ds := splits.get(name), FolderSubset) for p in ds.paths]
     if not paths:
         return
-    log(f"--strict: reading all {len(paths)} images")
+    log.info(f"--strict: reading all {len(paths)} images")
     problems = find_unreadable(paths, functools.partial(load_rgb, max_pixels=cfg.max_image_pixels), cfg.workers)
     if problems:
         for problem in problems:
-            log(f"  unreadable: {problem}")
+            log.info(f"  unreadable: {problem}")
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more (listed above)" if len(problems) > 3 else "")
         raise DataError(f"--strict: {len(problems)} of {len(paths)} images cannot be read: {shown}; "
                         "fix or remove them, or drop --strict to skip them")
@@ -62,7 +65,7 @@ class Caches:
     val: ImageCache
 
 
-def open_caches(cfg: TrainConfig, splits: Splits, size: int, d: distributed.Dist, log) -> Caches | None:
+def open_caches(cfg: TrainConfig, splits: Splits, size: int, d: distributed.Dist) -> Caches | None:
     """With ``--cache``: the train and val caches at ``size`` (rank 0 builds what is missing)."""
     if not cfg.cache:
         return None
@@ -71,14 +74,14 @@ def open_caches(cfg: TrainConfig, splits: Splits, size: int, d: distributed.Dist
     for split in ("train", "val"):
         ds = splits.get(split)
         if d.main or not isinstance(ds, FolderSubset):
-            caches[split] = cache_split(ds, size, f"{name}-{split}", cfg.cache_dir, cfg.workers, log)
+            caches[split] = cache_split(ds, size, f"{name}-{split}", cfg.cache_dir, cfg.workers)
     distributed.barrier(d)  # the other ranks map what rank 0 wrote
     for split in ("train", "val"):
         if split not in caches:
-            caches[split] = cache_split(splits.get(split), size, f"{name}-{split}", cfg.cache_dir, build=False, log=log)
+            caches[split] = cache_split(splits.get(split), size, f"{name}-{split}", cfg.cache_dir, build=False)
     for split, c in caches.items():
         for problem in c.skipped:
-            log(f"skipped unreadable image ({split}): {problem}")
+            log.info(f"skipped unreadable image ({split}): {problem}")
     return Caches(caches["train"], caches["val"])
 
 
@@ -107,27 +110,29 @@ def train_size(splits: Splits, caches: Caches | None) -> int:
     return caches.train.n if caches is not None else len(splits.train)
 
 
-def make_loaders(cfg: TrainConfig, splits: Splits, caches: Caches | None, preprocess: Preprocess,
-                 sampler: EpochBatchSampler, d: distributed.Dist):
-    """(train loader, val loader), each yielding ``loading.Batch``."""
+def make_loaders(splits: Splits, caches: Caches | None, preprocess: Preprocess, sampler: EpochBatchSampler,
+                 d: distributed.Dist, *, batch_size: int, workers: int, augment: Augment, channels_last: bool,
+                 decode_on_device: bool, max_pixels: int | None):
+    """(train loader, val loader), each yielding ``loading.Batch``: from the image cache when
+    there is one, else decoded on the device with ``decode_on_device``, else the plain path."""
     device = d.device
     if caches is not None:
         # A cache that fits comfortably in GPU memory lives there: crops are then gathered
         # on the GPU and no worker process is needed.
         resident = device.type == "cuda" and \
             caches.train.nbytes + caches.val.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]
-        kw = dict(device=device, workers=cfg.workers, channels_last=cfg.channels_last, resident=resident)
-        return (CachedLoader(caches.train, preprocess, sampler, train=True, augment=augment_of(cfg), **kw),
-                CachedLoader(caches.val, preprocess, EvalBatches(caches.val.n, cfg.batch_size, d.world, d.rank),
+        kw = dict(device=device, workers=workers, channels_last=channels_last, resident=resident)
+        return (CachedLoader(caches.train, preprocess, sampler, train=True, augment=augment, **kw),
+                CachedLoader(caches.val, preprocess, EvalBatches(caches.val.n, batch_size, d.world, d.rank),
                              train=False, **kw))
-    if cfg.decode_on_device:
-        kw = dict(device=device, workers=cfg.workers, channels_last=cfg.channels_last, max_pixels=cfg.max_image_pixels)
+    if decode_on_device:
+        kw = dict(device=device, workers=workers, channels_last=channels_last, max_pixels=max_pixels)
         return (DeviceDecodeLoader(splits.train, preprocess, sampler, train=True, **kw),
-                DeviceDecodeLoader(splits.val, preprocess, EvalBatches(len(splits.val), cfg.batch_size, d.world, d.rank),
+                DeviceDecodeLoader(splits.val, preprocess, EvalBatches(len(splits.val), batch_size, d.world, d.rank),
                                    train=False, **kw))
     pin = device.type == "cuda"
-    return (train_loader(Transformed(splits.train, train_transform(preprocess, augment_of(cfg))), sampler, cfg.workers, pin),
-            eval_loader(Transformed(splits.val, eval_transform(preprocess)), cfg.batch_size, cfg.workers, pin,
+    return (train_loader(Transformed(splits.train, train_transform(preprocess, augment)), sampler, workers, pin),
+            eval_loader(Transformed(splits.val, eval_transform(preprocess)), batch_size, workers, pin,
                         d.world, d.rank))
 
 

@@ -31,19 +31,59 @@ class Progress:
     epochs_since_best: int = 0
 
 
-def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """With ``--resume``: the run's own config (plus the few allowed overrides) and its last checkpoint."""
+@dataclass
+class Resumed:
+    """The checkpoint a run continues from, and whether it continues in its own run folder
+    (from its last.pt) or in a new one, leaving the run it came from as it is."""
+
+    ckpt: dict[str, Any]
+    path: Path
+    in_place: bool
+
+
+def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, Resumed | None]:
+    """With ``--resume``: the run's own config (plus the few allowed overrides), with --out
+    and --resume settled to the run folder and checkpoint file, and the checkpoint."""
     if not cfg.resume:
         return cfg, None
-    if not cfg.out:
-        raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
-    path = Path(cfg.out) / "checkpoints" / "last.pt"
-    if not path.exists():
+    path, home = checkpoint_to_resume(cfg.resume, cfg.out)
+    out = Path(cfg.out).expanduser() if cfg.out else home
+    if out is None:
+        raise ConfigError(f"--resume {path}: not in a run folder's checkpoints/; give --out NEW_DIR to continue it there")
+    in_place = home is not None and out.resolve() == home.resolve()
+    if in_place and path.name != "last.pt":
+        raise RunDirError(f"--resume {path} would take {home} back to that checkpoint and overwrite its later ones; "
+                          f"continue it in a new run folder with --out NEW_DIR, or resume {home} from last.pt")
+    ckpt = _load_resumable(path)
+    cfg = _resumed_config(cfg, explicit, ckpt["train_config"], path)
+    return replace(cfg, out=str(out), resume=str(path)), Resumed(ckpt, path, in_place)
+
+
+def checkpoint_to_resume(resume: bool | str, out: str | None) -> tuple[Path, Path | None]:
+    """The checkpoint ``--resume`` names, and the run folder it belongs to (None for a loose file).
+    ``--resume`` alone means --out's last.pt; a folder means its last.pt."""
+    if resume is True:
+        if not out:
+            raise ConfigError("--resume alone needs --out RUN_DIR, the folder of the run to continue "
+                              "(or give it: --resume RUN_DIR or --resume RUN_DIR/checkpoints/last.pt)")
+        resume = out
+    given = Path(resume).expanduser()
+    path = given / "checkpoints" / "last.pt" if given.is_dir() else given
+    if not path.is_file():
         raise RunDirError(f"{path}: no checkpoint to resume from; start the run without --resume")
+    home = path.parent.parent if path.parent.name == "checkpoints" else None
+    return path, home
+
+
+def _load_resumable(path: Path) -> dict[str, Any]:
     ckpt = checkpoint.load(path)
-    saved = ckpt.get("train_config")
-    if not isinstance(saved, dict) or "position" not in ckpt:
+    if not isinstance(ckpt.get("train_config"), dict) or "position" not in ckpt:
         raise RunDirError(f"{path}: has no training state to resume from")
+    return ckpt
+
+
+def _resumed_config(cfg: TrainConfig, explicit: set[str], saved: dict[str, Any], path: Path) -> TrainConfig:
+    """The run's saved config, with the changes ``--resume`` allows."""
     changed = sorted(k for k in explicit - RESUME_OVERRIDES if getattr(cfg, k) != saved.get(k))
     if changed:
         raise ConfigError(
@@ -57,7 +97,7 @@ def resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, d
         resumed = TrainConfig(**saved)
     except TypeError as e:
         raise RunDirError(f"{path}: its training config is not one this version understands ({e})") from None
-    return replace(resumed, **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES}), ckpt
+    return replace(resumed, **{k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDES})
 
 
 def random_state() -> dict[str, Any]:

@@ -57,8 +57,8 @@ def survey(splits: Splits, sample: int = 64) -> DataSurvey:
             try:
                 with Image.open(train.paths[i]) as image:
                     sides.append(min(image.size))
-            except OSError:
-                continue  # unreadable files are reported when training meets them
+            except (OSError, Image.DecompressionBombError):
+                continue  # unreadable (or, by Pillow's limit, too large) files are reported when training meets them
         else:
             item = train[i]
             if isinstance(item, tuple) and hasattr(item[0], "size"):
@@ -86,6 +86,8 @@ def scratch_settings(s: DataSurvey) -> tuple[dict[str, Any], str]:
                  "image_size": size}
         net = f"alexnet with BatchNorm and 1024-wide fc6/fc7 at {size} px"
     batch = 128 if s.train_images >= 20_000 else 64 if s.train_images >= 1_000 else 32
+    # A handful of images still gets two or more steps an epoch (BatchNorm needs 2 a batch).
+    batch = min(batch, 2 ** max(1, (s.train_images // 2).bit_length() - 1))
     steps_per_epoch = max(1, s.train_images // batch)
     # About 200,000 training images seen in all, between 16 and 100 epochs.
     epochs = max(16, min(100, round(200_000 / max(1, s.train_images))))

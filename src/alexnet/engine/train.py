@@ -7,13 +7,14 @@ checkpoints/last.pt and best.pt. Only rank 0 writes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from ..data.transforms import Preprocess
 from ..errors import AlexNetError
 from ..models import AlexNet, AlexNetConfig, get_model, list_models, model_info, parse_model_options
 from ..models.weights import load_state_dict
-from . import distributed, finetune, pipeline
+from . import distributed, finetune, pipeline, provenance
 from .config import ConfigError, TrainConfig, apply_recipe
 from .scratch import scratch_settings, survey
 from .logging import RunLogger
@@ -37,7 +38,7 @@ from .memory import check_image_size
 from .skipped import NamingSkips, warn
 from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
-from .resume import Progress, RunDirError, StopFlag, random_state, resolve_config, set_random_state
+from .resume import Progress, Resumed, RunDirError, StopFlag, random_state, resolve_config, set_random_state
 
 
 class DivergedError(AlexNetError):
@@ -53,13 +54,16 @@ class RunInterrupted(Exception):
         return 128 + (self.args[1] if len(self.args) > 1 else 2)  # the shell's convention; SIGINT is 2
 
 
-def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist) -> Path:
+def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist, in_place: bool = False) -> Path:
+    """The run folder, checked and made. ``in_place``: a resume continuing the run there;
+    anything else (a new run, or one continuing from another's checkpoint) needs a folder
+    that holds no run yet."""
     # Every rank must use the same folder, so rank 0's choice of default name wins.
     name = cfg.out or f"runs/{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(distributed.gather_objects(d, name)[0])
     if d.main:
         _check_outside_data(cfg, out)
-    if not cfg.resume and d.main:
+    if not in_place and d.main:
         earlier = [n for n in ("last.pt", "best.pt") if (out / "checkpoints" / n).exists()]
         if earlier:
             raise RunDirError(f"{out} already holds an earlier run (checkpoints/{earlier[0]}); continue it with --resume, "
@@ -118,31 +122,37 @@ def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path,
     return base.with_stats(stats)
 
 
-def _validate_resume(ckpt: dict[str, Any], model: AlexNet, path: Path) -> None:
-    if ckpt.get("model_config") != model.config.to_dict():
-        raise RunDirError(f"{path}: was written for another architecture or class count ({ckpt.get('arch')}); start a new run")
-
-
-def fit(cfg: TrainConfig, explicit: set[str] | None = None, log=print) -> Path:
+def fit(cfg: TrainConfig, explicit: set[str] | None = None, argv: list[str] | None = None) -> Path:
     """Train as ``cfg`` says; returns the run folder. ``explicit``: the fields the user set
-    (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config)."""
+    (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config).
+    ``argv``: the command line to record (default ``sys.argv``). Progress lines go to the
+    ``alexnet.engine.train`` logger (``engine.logging.log_to_stdout`` shows them)."""
+    log = logging.getLogger(__name__).info
     explicit = set(explicit) if explicit is not None else _given(cfg)
-    cfg, ckpt = resolve_config(cfg, explicit)
-    if ckpt is None:
-        cfg = apply_recipe(cfg, explicit)
-        if cfg.recipe == "scratch":
-            cfg = _scratch(cfg, explicit, log)
-    if cfg.unfreeze_schedule and ckpt is None and "epochs" not in explicit:
-        cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
+    cfg, resumed = resolve_config(cfg, explicit)
+    if resumed is None:
+        cfg = _fresh_config(cfg, explicit, log)
     d = distributed.setup(cfg.device)
     if cfg.amp == "auto":  # settled once, so config.json and a resume say what ran
         cfg = replace(cfg, amp="bf16" if d.device.type == "cuda" else "off")
     try:
-        run = _setup(cfg, ckpt, d, log if d.main else (lambda *a, **k: None), arch_given="arch" in set(explicit or ()))
+        run = _setup(cfg, resumed, d, log, arch_given="arch" in explicit, argv=argv,
+                     batch_given="batch_size" in explicit)
         _train(run)
         return run.out
     finally:
         distributed.teardown(d)
+
+
+def _fresh_config(cfg: TrainConfig, explicit: set[str], log) -> TrainConfig:
+    """A new run's config: the recipe's values, the scratch recipe's data-dependent ones, and
+    --epochs from --unfreeze-schedule, for every field the user did not set."""
+    cfg = apply_recipe(cfg, explicit)
+    if cfg.recipe == "scratch":
+        cfg = _scratch(cfg, explicit, log)
+    if cfg.unfreeze_schedule and "epochs" not in explicit:
+        cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
+    return cfg
 
 
 def _given(cfg: TrainConfig) -> set[str]:
@@ -193,6 +203,7 @@ class Run:
     plan: finetune.Plan
     ema: AveragedModel | None = None  # --ema: the running average of the weights and BatchNorm statistics
     best_from_ema: bool = False  # whether best.pt holds the average (it scored better) or the weights
+    provenance: list[dict[str, Any]] = field(default_factory=list)  # one record per process that trained the run
 
     def save(self, name: str) -> None:
         """Write checkpoints/<name> with everything needed to resume exactly (rank 0 writes;
@@ -213,6 +224,7 @@ class Run:
             "totals": self.totals.state_dict(), "metrics": p.history[-1] if p.history else {},
             "random_state": random_states, "world": self.d.world, "train_config": asdict(cfg),
             "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED},
+            "provenance": self.provenance,
         })
 
 
@@ -224,55 +236,149 @@ class Run:
         return self.model.state_dict()
 
 
-def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, log, arch_given: bool = False) -> Run:
-    """Data, model, optimizer and state, fresh or from the checkpoint being resumed."""
-    if not cfg.data:
-        raise ConfigError("--data is required: 'digits' or a folder of images")
-    plan = finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule)
-    pretrained = None
-    if cfg.weights and ckpt is None:
-        from ..models.pretrained import load_pretrained
+class _Optimisation(NamedTuple):
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None
+    sampler: EpochBatchSampler
 
-        if cfg.model_option:
-            raise ConfigError("--model-option shapes a new network; pretrained weights come with theirs")
-        pretrained = load_pretrained(cfg.weights)
-        if arch_given and pretrained.arch != cfg.arch:
-            raise ConfigError(f"--arch {cfg.arch} conflicts with --weights {cfg.weights}, which is {pretrained.arch}; "
-                              "drop --arch (the weights bring their network)")
-        if pretrained.arch in list_models():
-            cfg = replace(cfg, arch=pretrained.arch)
+
+def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, log, arch_given: bool = False,
+           argv: list[str] | None = None, batch_given: bool = True) -> Run:
+    """Data, model, preprocessing, optimisation and state. A fresh run, a fine-tune and a
+    resume take the same steps; they differ only in where weights and state come from."""
+    ckpt = resumed.ckpt if resumed is not None else None
+    cfg, pretrained = _pretrained(cfg, ckpt, arch_given)
     image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
-    device = d.device
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
+    splits = _open_data(cfg, image_size, log)
+    if ckpt is None and not batch_given:
+        cfg = _batch_for(cfg, len(splits.train), d.world, log)
+    model = _network(cfg, ckpt, pretrained, splits, log)
+    _check_input_size(cfg, model, image_size, d.device)
+    out = prepare_run_dir(cfg, d, in_place=resumed is not None and resumed.in_place)
+    _set_determinism(cfg, d.device)
+    caches, preprocess = _preprocessing(cfg, ckpt, pretrained, splits, image_size, out, d, log)
+    plan = finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule)
+    model = _place(model, cfg, plan, ckpt["epoch"] if ckpt else 0, d)
+    net = _wrap(model, cfg, d)
+    opt = _optimisation(cfg, model, plan, splits, caches, d)
+    loader, val_loader = pipeline.make_loaders(
+        splits, caches, preprocess, opt.sampler, d, batch_size=cfg.batch_size, workers=cfg.workers,
+        augment=pipeline.augment_of(cfg), channels_last=cfg.channels_last, decode_on_device=cfg.decode_on_device,
+        max_pixels=cfg.max_image_pixels)
+    progress, totals = _restore(opt, ckpt, cfg, d, log)
+
+    history = [r for r in (ckpt or {}).get("provenance", []) if isinstance(r, dict)]
+    records = [*history, provenance.record(cfg.data, splits, d.device, d.world, argv)] if d.main else []
+    if d.main:  # also on resume, which may have changed --epochs, --data or --workers
+        (out / "config.json").write_text(cfg.to_json(records) + "\n")
+    logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}",
+                       classes=len(splits.class_names), config=asdict(cfg))
+    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm, cfg.accumulate,
+                  Mixing(cfg.mixup, cfg.cutmix), cfg.seed, d.rank, cfg.compile)
+    report = warn if d.main else log
+    run = Run(cfg, d, out, splits, preprocess, model, net, opt.optimizer, opt.schedule, opt.scaler,
+              knobs, opt.sampler, loader, NamingSkips(val_loader, pipeline.SkipReport(report)), progress, totals,
+              logger, log, pipeline.SkipReport(report), plan, opt.ema, bool(ckpt and ckpt.get("best_from_ema")), records)
+    _announce(run, caches, image_size, resumed is not None)
+    return run
+
+
+def _batch_for(cfg: TrainConfig, images: int, world: int, log) -> TrainConfig:
+    """A default batch larger than the training set becomes one that gives two or more steps
+    an epoch (a power of two, at least 2 for BatchNorm); a batch the user chose is kept."""
+    if images >= cfg.batch_size * world:
+        return cfg
+    batch = 2 ** max(1, (images // (2 * world)).bit_length() - 1)
+    log(f"batch {cfg.batch_size} is more than the {images} training images: batch {batch} (--batch-size to choose)")
+    return replace(cfg, batch_size=batch)
+
+
+def _pretrained(cfg: TrainConfig, ckpt: dict[str, Any] | None, arch_given: bool) -> tuple[TrainConfig, Any]:
+    """A new run from --weights: the weights, and the config with their network's --arch.
+    A resumed fine-tuning run takes its weights from the checkpoint instead."""
+    if not cfg.weights or ckpt is not None:
+        return cfg, None
+    from ..models.pretrained import load_pretrained
+
+    if cfg.model_option:
+        raise ConfigError("--model-option shapes a new network; pretrained weights come with theirs")
+    pretrained = load_pretrained(cfg.weights)
+    if arch_given and pretrained.arch != cfg.arch:
+        raise ConfigError(f"--arch {cfg.arch} conflicts with --weights {cfg.weights}, which is {pretrained.arch}; "
+                          "drop --arch (the weights bring their network)")
+    if pretrained.arch in list_models():
+        cfg = replace(cfg, arch=pretrained.arch)
+    return cfg, pretrained
+
+
+def _open_data(cfg: TrainConfig, image_size: int, log) -> Splits:
+    """--data, checked: at least two classes, the fast paths it allows, and with --strict every file."""
+    if not cfg.data:
+        raise ConfigError("--data is required: 'digits' or a folder of images")
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
     if len(splits.class_names) < 2:
         raise DataError(f"{cfg.data}: one class ({splits.class_names[0]}); a classifier learns nothing from one class "
                         "(every answer is right): add a folder per class, at least two")
     pipeline.check_fast_paths(cfg, splits)
     if cfg.strict:
-        pipeline.check_all_images(cfg, splits, log)
+        pipeline.check_all_images(cfg, splits)
+    return splits
+
+
+def _network(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits, log) -> AlexNet:
+    """The model with its starting weights: the checkpoint's when resuming, the pretrained
+    ones (with a new fc8 for other classes) when fine-tuning, else initialised from --seed."""
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    classes = len(splits.class_names)
+    if ckpt is not None:
+        return _resumed_network(cfg, ckpt, splits)
+    if pretrained is None:
+        return get_model(cfg.arch, num_classes=classes, **_model_options(cfg))
+    model = pretrained.model.train()
+    if list(pretrained.class_names) != list(splits.class_names):
+        model.reset_classifier(classes)  # a new fc8 for the data's classes
+        log(f"weights: {pretrained.description}; fc8 replaced for {classes} classes")
+    else:
+        log(f"weights: {pretrained.description}; its classes are the data's, fc8 kept")
+    if cfg.dropout is not None:  # through the config, which checkpoints keep and --resume rebuilds from
+        model = _with_config(model, dropout=cfg.dropout)
+    return model
+
+
+def _resumed_network(cfg: TrainConfig, ckpt: dict[str, Any], splits: Splits) -> AlexNet:
+    """The network the run's config describes, checked against the checkpoint and loaded
+    from it. A fine-tuning run's network is the one it was saved with."""
+    if list(ckpt["class_names"]) != list(splits.class_names):
+        raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
+    if cfg.weights:
+        model = AlexNet(AlexNetConfig(**ckpt["model_config"]))
+    else:
+        model = get_model(cfg.arch, num_classes=len(splits.class_names), **_model_options(cfg))
+    if ckpt.get("model_config") != model.config.to_dict():
+        raise RunDirError(f"{cfg.resume}: was written for another architecture or class count ({ckpt.get('arch')}); "
+                          "start a new run")
+    load_state_dict(model, ckpt.get("raw_model", ckpt["model"]), "checkpoint weights")
+    return model
+
+
+def _model_options(cfg: TrainConfig) -> dict[str, Any]:
     options = parse_model_options(cfg.model_option)
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    if pretrained is not None:
-        model = pretrained.model.train()
-        if list(pretrained.class_names) != list(splits.class_names):
-            model.reset_classifier(len(splits.class_names))  # a new fc8 for the data's classes
-            log(f"weights: {pretrained.description}; fc8 replaced for {len(splits.class_names)} classes")
-        else:
-            log(f"weights: {pretrained.description}; its classes are the data's, fc8 kept")
-        if cfg.dropout is not None:  # through the config, which checkpoints keep and --resume rebuilds from
-            model = _with_config(model, dropout=cfg.dropout)
-    elif ckpt is not None and cfg.weights:  # a fine-tuning run: the network it was saved with
-        model = AlexNet(AlexNetConfig(**ckpt["model_config"]))
-    else:
-        model = get_model(cfg.arch, num_classes=len(splits.class_names), **options)
+    return options
+
+
+def _check_input_size(cfg: TrainConfig, model: AlexNet, image_size: int, device: torch.device) -> None:
     if image_size < model.min_input_size:
         raise ConfigError(f"--image-size {image_size} is below {cfg.arch}'s minimum of {model.min_input_size}")
     check_image_size(model.config, image_size, cfg.batch_size, device, training=True)
-    out = prepare_run_dir(cfg, d)
+
+
+def _set_determinism(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.deterministic:
         # cuBLAS needs this to be deterministic; warn_only because some CUDA kernels
         # (AdaptiveAvgPool2d's backward) have no deterministic version and would raise.
@@ -281,37 +387,46 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
 
+
+def _preprocessing(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits, image_size: int,
+                   out: Path, d: distributed.Dist, log) -> tuple[pipeline.Caches | None, Preprocess]:
+    """The --cache caches and the input preprocessing: the checkpoint's when resuming, the
+    pretrained weights' at this run's size, else the training set's statistics."""
+    if ckpt is not None:
+        preprocess = Preprocess.from_dict(ckpt["preprocess"])
+        return pipeline.open_caches(cfg, splits, preprocess.resize, d), preprocess
     base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
     if pretrained is not None:  # the input scale the weights were trained for, at this run's size
         p = pretrained.preprocess
         sized = p if p.crop == image_size else replace(Preprocess.for_size(image_size), mean=p.mean, std=p.std,
                                                        normalize=p.normalize, mean_image=p.mean_image)
         base = replace(sized, lighting=cfg.lighting, flip=splits.preprocess.flip)
-    caches = pipeline.open_caches(cfg, splits, base.resize, d, log)
-    if ckpt is not None:
-        preprocess = Preprocess.from_dict(ckpt["preprocess"])
-        if list(ckpt["class_names"]) != list(splits.class_names):
-            raise RunDirError(f"{cfg.data} has other classes than the run being resumed ({len(ckpt['class_names'])} classes)")
-        _validate_resume(ckpt, model, out)
-        load_state_dict(model, ckpt.get("raw_model", ckpt["model"]), "checkpoint weights")
-    elif pretrained is not None:
-        preprocess = base
-    else:
-        preprocess = dataset_stats(cfg, splits, base, out, d, log, caches)
-    model.to(device)
+    caches = pipeline.open_caches(cfg, splits, base.resize, d)
+    if pretrained is not None:
+        return caches, base
+    return caches, dataset_stats(cfg, splits, base, out, d, log, caches)
+
+
+def _place(model: AlexNet, cfg: TrainConfig, plan: finetune.Plan, epochs_done: int, d: distributed.Dist) -> AlexNet:
+    """The model on its device, in its memory layout, with the layers that train from the next epoch on."""
+    model.to(d.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and d.active:
-        if device.type != "cuda":
+        if d.device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    finetune.set_trainable(model, plan.trainable(progress_epoch(ckpt) + 1))
+    finetune.set_trainable(model, plan.trainable(epochs_done + 1))
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError(f"--freeze {cfg.freeze} leaves no layer to train")
-    net = _wrap(model, cfg, d)
+    return model
 
+
+def _optimisation(cfg: TrainConfig, model: AlexNet, plan: finetune.Plan, splits: Splits,
+                  caches: pipeline.Caches | None, d: distributed.Dist) -> _Optimisation:
+    """Optimizer, schedule, grad scaler, weight average and the batch order, all fresh."""
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, paper_momentum=cfg.paper_momentum,
-                                no_decay_bias_norm=not cfg.decay_bias_norm, device=device,
+                                decay_bias_norm=cfg.decay_bias_norm, device=d.device,
                                 backbone_lr_scale=cfg.backbone_lr_scale, amp=cfg.amp,
                                 layers_join_later=bool(plan.rounds), kind=cfg.optimizer, nesterov=cfg.nesterov)
     # After the model is on its device and before any step: the average starts as a copy.
@@ -324,45 +439,43 @@ def _setup(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: distributed.Dist, l
     schedule = Schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps, steps_per_epoch=steps,
                         warmup_steps=round(cfg.warmup_epochs * steps), step_epochs=cfg.step_epochs,
                         gamma=cfg.gamma, patience=cfg.plateau_patience)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    loader, val_loader = pipeline.make_loaders(cfg, splits, caches, preprocess, sampler, d)
+    scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.amp == "fp16")
+    return _Optimisation(optimizer, schedule, scaler, ema, sampler)
 
-    progress, totals = Progress(), Totals.zeros(device)
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        schedule.load_state_dict(ckpt["schedule"])
-        scaler.load_state_dict(ckpt["scaler"])
-        progress = Progress(ckpt["epoch"], Position(**ckpt["position"]), list(ckpt["history"]),
-                            ckpt["best_top1"], ckpt["epochs_since_best"])
-        totals = Totals.from_state(ckpt["totals"], device)
-        states = ckpt["random_state"]
-        if len(states) == d.world:
-            set_random_state(states[d.rank])
-        else:
-            (warn if d.main else log)(f"warning: the run was saved with {len(states)} processes, now {d.world}: dropout noise will differ")
-            torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
+
+def _restore(opt: _Optimisation, ckpt: dict[str, Any] | None, cfg: TrainConfig, d: distributed.Dist,
+             log) -> tuple[Progress, Totals]:
+    """Where the run stands: the checkpoint's optimizer, schedule, position and random state,
+    or a new run's start. Either way dropout differs between ranks."""
+    if ckpt is None:
+        torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
+        return Progress(), Totals.zeros(d.device)
+    opt.optimizer.load_state_dict(ckpt["optimizer"])
+    if opt.ema is not None:
+        opt.ema.load_state_dict(ckpt["ema"])
+    opt.schedule.load_state_dict(ckpt["schedule"])
+    opt.scaler.load_state_dict(ckpt["scaler"])
+    states = ckpt["random_state"]
+    if len(states) == d.world:
+        set_random_state(states[d.rank])
     else:
-        torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))  # dropout: different on each rank
-    if d.main:  # also on resume, which may have changed --epochs, --data or --workers
-        (out / "config.json").write_text(cfg.to_json() + "\n")
+        (warn if d.main else log)(f"warning: the run was saved with {len(states)} processes, now {d.world}: dropout noise will differ")
+        torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
+    progress = Progress(ckpt["epoch"], Position(**ckpt["position"]), list(ckpt["history"]),
+                        ckpt["best_top1"], ckpt["epochs_since_best"])
+    return progress, Totals.from_state(ckpt["totals"], d.device)
 
-    logger = RunLogger(out, d.main, purge_step=progress.position.global_step if ckpt else None, title=f"{cfg.arch} on {cfg.data}",
-                       classes=len(splits.class_names), config=asdict(cfg))
+
+def _announce(run: Run, caches, image_size: int, resumed: bool) -> None:
+    """The start of the run in four lines: config, data, model, run folder."""
+    cfg, d, p, log = run.cfg, run.d, run.preprocess, run.log
     log(f"config: {json.dumps(asdict(cfg))}")
-    log(f"data: {splits.description}; preprocessing {preprocess.resize}->{preprocess.crop}, "
-        f"{preprocess.normalize} mean/std and PCA from {preprocess.stats_from}, lighting {preprocess.lighting}; "
-        + _feed(cfg, caches, loader))
-    log(f"model: {cfg.arch}, {sum(p.numel() for p in model.parameters()):,} parameters, input {image_size}x{image_size}, "
-        f"device {device}" + (f" x {d.world} processes" if d.active else ""))
-    log(f"run folder: {out}" + (f" (resumed at epoch {progress.epoch + 1}, step {progress.position.step_in_epoch})" if ckpt else ""))
-    knobs = Knobs(cfg.amp, cfg.channels_last, cfg.label_smoothing, cfg.clip_grad_norm, cfg.accumulate,
-                  Mixing(cfg.mixup, cfg.cutmix), cfg.seed, d.rank)
-    return Run(cfg, d, out, splits, preprocess, model, net, optimizer, schedule, scaler, knobs, sampler, loader,
-               NamingSkips(val_loader, pipeline.SkipReport(warn if d.main else log)), progress, totals, logger, log,
-               pipeline.SkipReport(warn if d.main else log), plan, ema,
-               bool(ckpt and ckpt.get("best_from_ema")))
+    log(f"data: {run.splits.description}; preprocessing {p.resize}->{p.crop}, {p.normalize} mean/std and PCA from "
+        f"{p.stats_from}, lighting {p.lighting}; " + _feed(cfg, caches, run.loader))
+    log(f"model: {cfg.arch}, {sum(t.numel() for t in run.model.parameters()):,} parameters, input {image_size}x{image_size}, "
+        f"device {d.device}" + (f" x {d.world} processes" if d.active else ""))
+    position = run.progress.position
+    log(f"run folder: {run.out}" + (f" (resumed at epoch {run.progress.epoch + 1}, step {position.step_in_epoch})" if resumed else ""))
 
 
 def _with_config(model: AlexNet, **changes: Any) -> AlexNet:
@@ -372,10 +485,6 @@ def _with_config(model: AlexNet, **changes: Any) -> AlexNet:
         new = AlexNet(replace(model.config, **changes))
     new.load_state_dict(model.state_dict(), assign=True)
     return new.train(model.training)
-
-
-def progress_epoch(ckpt: dict[str, Any] | None) -> int:
-    return ckpt["epoch"] if ckpt is not None else 0
 
 
 def _feed(cfg: TrainConfig, caches, loader) -> str:

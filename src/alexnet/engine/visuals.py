@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from ..errors import AlexNetError
+from ..extras import require
 
 Rows = Sequence[dict[str, float]]  # metrics.csv rows: epoch, train_loss, ..., lr
 
 
 def new_figure(width: float, height: float):
     """A Figure of ``width`` x ``height`` inches on a private Agg canvas."""
+    require("matplotlib", "drawing pictures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

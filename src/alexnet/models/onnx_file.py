@@ -14,11 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import first_line
+from ..extras import require
 from .weights import WeightsError
 
 
 def session_options(threads: int | None = None):
-    import onnxruntime as ort
+    ort = require("onnxruntime", "running an ONNX model")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()  # the threads PyTorch would use
@@ -31,7 +33,7 @@ def session_options(threads: int | None = None):
 
 def providers(device: torch.device | str = "cpu") -> list[str]:
     """CUDA where asked for and available in this onnxruntime build; the CPU always last."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "running an ONNX model")
 
     wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
     return [p for p in wanted if p in ort.get_available_providers()] + ["CPUExecutionProvider"]
@@ -39,14 +41,14 @@ def providers(device: torch.device | str = "cpu") -> list[str]:
 
 def make_session(model: bytes | str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None):
     """An ``InferenceSession`` for ONNX bytes or a file, with one-line errors."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "running an ONNX model")
 
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, session_options(threads), providers=providers(device))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
         where = "ONNX model" if isinstance(model, bytes) else str(model)
-        raise WeightsError(f"{where}: onnxruntime cannot load it ({(str(e).splitlines() or [repr(e)])[0]})") from None
+        raise WeightsError(f"{where}: onnxruntime cannot load it ({first_line(e)})") from None
 
 
 class OnnxModel(nn.Module):
@@ -79,18 +81,18 @@ class OnnxModel(nn.Module):
 
 def read_onnx(path: str | os.PathLike):
     """``(ModelProto, metadata dict)`` of an ONNX file, with one-line errors."""
-    import onnx
+    onnx = require("onnx", "reading an ONNX file")
 
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise WeightsError(f"{path}: not a readable ONNX file ({(str(e).splitlines() or [repr(e)])[0]})") from None
+        raise WeightsError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
     return proto, {p.key: p.value for p in proto.metadata_props}
 
 
 def initializers(proto) -> dict[str, torch.Tensor]:
     """The float initializers of a graph by name (the exporter keeps the state dict's names)."""
-    from onnx import numpy_helper
+    numpy_helper = require("onnx.numpy_helper", "reading an ONNX file")
 
     out = {}
     for tensor in proto.graph.initializer:

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..errors import first_line
 from .weights import WeightsError
 
 FORMAT = "alexnet.weights"
@@ -96,16 +97,31 @@ def save_weights_file(path: str | os.PathLike, model: nn.Module, *, arch: str, c
 
 def read_weights_file(path: str | os.PathLike) -> WeightsFile:
     """Read a file written by :func:`save_weights_file`; one-line ``WeightsError`` otherwise."""
+    tensors, meta = read_safetensors(path)
+    return weights_from_metadata(path, meta, tensors)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of any ``.safetensors`` file, with one-line errors."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from None
-    return weights_from_metadata(path, meta, tensors)
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
+
+
+def safetensors_format(path: str | os.PathLike) -> str | None:
+    """The ``format`` its metadata names (``alexnet.weights``, a classifier's, ...), read
+    without the tensors; None for a file that is not a readable safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return (f.metadata() or {}).get("format")
+    except (SafetensorError, OSError, ValueError):
+        return None
 
 
 def weights_from_metadata(path: str | os.PathLike, meta: dict[str, str],
@@ -133,13 +149,7 @@ def weights_from_metadata(path: str | os.PathLike, meta: dict[str, str],
 
 def is_weights_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file whose metadata says ``format=alexnet.weights``."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
-    except (SafetensorError, OSError, ValueError):
-        return False
+    return safetensors_format(path) == FORMAT
 
 
 @contextlib.contextmanager

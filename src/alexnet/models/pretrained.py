@@ -34,17 +34,16 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from .. import checkpoint
-from ..data.classnames import imagenet_categories
-from ..data.transforms import Preprocess
+from ..errors import first_line
 from . import onnx_file, portable
 from .alexnet import AlexNet, AlexNetConfig
+from .preprocess import Preprocess
 from .registry import get_model, list_models, model_info
 from .weights import WeightsError, load_state_dict, model_from_checkpoint, normalize_state_dict
 
 TORCHVISION = "torchvision"
 # torchvision's file name, and the one it used before 0.13 (same tensors, re-saved).
 HUB_FILES = ("alexnet-owt-7be5be79.pth", "alexnet-owt-4df8aa71.pth")
-CLASSIFIER_FORMAT = "alexnet.classifier"  # the metadata marker of `features --classifier` files
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation; an offline machine must not hang on DNS or a proxy
 
 
@@ -85,12 +84,11 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
         raise WeightsError(f"{spec}: no such file; --weights takes 'torchvision', a checkpoint, an exported "
                            ".safetensors, .onnx, TorchScript file or hf folder, or a .pth state dict")
     if path.suffix == ".safetensors":
-        state, meta = read_safetensors(path)
-        if meta.get("format") == CLASSIFIER_FORMAT:
-            raise WeightsError(f"{path} is a classifier saved by `alexnet features --classifier`; "
-                               f"use `alexnet predict --classifier {path}`")
+        state, meta = portable.read_safetensors(path)
         if meta.get("format") == portable.FORMAT:
             return _from_weights_file(path, portable.weights_from_metadata(path, meta, state))
+        if meta.get("format"):
+            raise _not_weights(path, meta)
         return _from_state_dict(path, state)
     if onnx_file.is_onnx(path):
         return _from_onnx(path)
@@ -98,9 +96,7 @@ def load_pretrained(spec: str | os.PathLike) -> Pretrained:
         return _from_torchscript(path)
     obj = checkpoint.read(path)
     if checkpoint.is_checkpoint(obj):
-        if obj.get("version", 0) > checkpoint.VERSION:
-            raise checkpoint.CheckpointError(f"{path}: checkpoint version {obj['version']} is newer than this "
-                                             f"alexnet understands ({checkpoint.VERSION})")
+        checkpoint.check_version(obj, path)
         return _from_checkpoint(path, obj)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict or a checkpoint, found {type(obj).__name__}")
@@ -114,22 +110,24 @@ def from_object(obj: Mapping[str, Any], source: str = "state dict") -> Pretraine
     return _from_state_dict(source, obj)
 
 
+def _not_weights(path: Path, meta: Mapping[str, str]) -> WeightsError:
+    # Another kind of file of this project (a `features --classifier` file): it names the
+    # command that reads it, so this layer need not know the kinds above it.
+    usage = f"; use `{meta['usage'].replace('FILE', str(path))}`" if meta.get("usage") else ""
+    return WeightsError(f"{path} is a {meta['format']!r} file, not model weights{usage}")
+
+
+def imagenet_categories() -> list[str]:
+    """The 1,000 ImageNet class names in index order, as torchvision publishes them."""
+    from torchvision.models import AlexNet_Weights
+
+    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def imagenet_preprocess() -> Preprocess:
     # torchvision's eval transform for these weights: resize 256, centre crop 224, ImageNet mean/std.
     return Preprocess.for_size(224)
 
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and string metadata of a ``.safetensors`` file, with one-line errors."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()
-        reason = first[0] if first else type(e).__name__
-        raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from None
 
 
 def _spec(path: Path | str) -> str:
@@ -204,7 +202,7 @@ def _from_torchscript(path: Path) -> Pretrained:
             scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
     except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends for foreign archives
-        raise WeightsError(f"{path}: not a readable TorchScript file ({(str(e).splitlines() or [repr(e)])[0]})") from None
+        raise WeightsError(f"{path}: not a readable TorchScript file ({first_line(e)})") from None
     return _from_weights_file(path, portable.weights_from_metadata(path, meta, dict(scripted.state_dict())))
 
 
@@ -283,8 +281,7 @@ def _download(weights) -> Mapping[str, torch.Tensor]:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S), redirect_stdout(io.StringIO()):
             return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:  # offline, refused, timed out, bad hash
-        reason = str(getattr(e, "reason", None) or e).strip().splitlines()
-        reason = reason[0] if reason else type(e).__name__
+        reason = first_line(getattr(e, "reason", None) or e, default=type(e).__name__)
         raise WeightsError(
             f"torchvision's AlexNet ImageNet weights are not in the torch hub cache and could not be downloaded "
             f"({reason}); download {weights.url} and save it as {target} (or set TORCH_HOME to a folder whose "

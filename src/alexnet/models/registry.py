@@ -77,19 +77,22 @@ def parse_model_options(items: list[str] | tuple[str, ...] | None) -> dict[str, 
 
 def get_model(
     name: str,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     weights: str | PathLike | dict | None = None,
     **options: Any,
 ) -> nn.Module:
     """Build a registered AlexNet variant.
 
+    ``num_classes`` defaults to the variant's own (1000, ImageNet's; 10 for ``alexnet_cifar``).
     ``weights`` is ``"torchvision"`` (its ImageNet weights, as ``--weights torchvision``), a
     path to a torchvision AlexNet state dict, a checkpoint of this project, or an in-memory
     state dict; loading is strict about names and shapes.
     ``options`` override fields of the variant's :class:`AlexNetConfig` (``dropout``,
     ``norm``, ...) or the variant's own switches (``bn_all`` for ``alexnet_bn``).
     """
-    model = model_info(name).builder(num_classes=num_classes, **options)
+    if num_classes is not None:  # else the builder's own default
+        options["num_classes"] = num_classes
+    model = model_info(name).builder(**options)
     if isinstance(weights, str) and weights == "torchvision":
         from .pretrained import load_pretrained  # the hub cache, downloaded when missing
 

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.datasets import BadSample
+from ..data.loading import Indexed, Transformed, collate
 from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
+from ..engine.loop import mean_softmax
 from ..errors import AlexNetError
+from ..extras import require
 
 VIEWS = ("centre", "flip", "ten-crop")  # centre crop; it and its mirror; the paper's ten views
 
@@ -54,27 +56,6 @@ class Predictions:
         return float(-np.log(np.clip(p, 1e-12, None)).mean())
 
 
-class _Indexed(Dataset):
-    def __init__(self, base: Dataset, transform):
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        item = self.base[i]
-        if isinstance(item, BadSample):
-            return None
-        image, label = item
-        return self.transform(image), label, i
-
-
-def _collate(items):
-    items = [x for x in items if x is not None]
-    if not items:
-        return None
-    return torch.stack([x[0] for x in items]), torch.tensor([x[1] for x in items]), torch.tensor([x[2] for x in items])
-
 
 def _view_transform(preprocess: Preprocess, views: str):
     if views not in VIEWS:
@@ -85,23 +66,20 @@ def _view_transform(preprocess: Preprocess, views: str):
 @torch.no_grad()
 def predict_split(model: torch.nn.Module, dataset: Dataset, preprocess: Preprocess, class_names: list[str],
                   device: torch.device, batch_size: int = 128, workers: int = 0, views: str = "centre") -> Predictions:
-    """The mean softmax over ``views`` of every image of ``dataset`` (``(PIL image, label)`` items)."""
-    loader = DataLoader(_Indexed(dataset, _view_transform(preprocess, views)),
+    """The ``mean_softmax`` over ``views`` of every image of ``dataset`` (``(PIL image, label)`` items)."""
+    loader = DataLoader(Indexed(Transformed(dataset, _view_transform(preprocess, views))),
                         batch_size=max(1, batch_size // 10) if views == "ten-crop" else batch_size,
-                        num_workers=workers, collate_fn=_collate)
+                        num_workers=workers, collate_fn=collate)
     model = model.to(device).eval()
     probs, labels, index = [], [], []
-    for batch in loader:
-        if batch is None:
+    for batch in loader:  # unreadable images are left out, and counted below
+        if batch.images is None:
             continue
-        x, y, i = batch
-        x = x.to(device)
-        if views == "ten-crop":  # (B, 10, 3, H, W)
-            p = model(x.flatten(0, 1)).float().softmax(1).view(len(y), x.shape[1], -1).mean(1)
-        elif views == "flip":
-            p = (model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
-        else:
-            p = model(x).float().softmax(1)
+        x, y, i = batch.images.to(device), batch.target, batch.index
+        if views == "flip":  # (B, 3, H, W) -> the image and its mirror: (B, 2, 3, H, W)
+            x = torch.stack([x, x.flip(-1)], dim=1)
+        n_views = x.shape[1] if x.ndim == 5 else 1  # ten-crop: (B, 10, 3, H, W)
+        p = mean_softmax(model(x.flatten(0, 1) if n_views > 1 else x), n_views)
         probs.append(p.cpu().numpy())
         labels.append(y.numpy())
         index.append(i.numpy())
@@ -135,9 +113,8 @@ class ClassRow:
 
 def per_class(pred: Predictions) -> list[ClassRow]:
     """Precision, recall, F1 and support of every class, by ``sklearn.metrics``."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    p, r, f, s = precision_recall_fscore_support(pred.labels, pred.predicted, labels=range(len(pred.class_names)),
+    metrics = require("sklearn.metrics", "the per-class table")
+    p, r, f, s = metrics.precision_recall_fscore_support(pred.labels, pred.predicted, labels=range(len(pred.class_names)),
                                                  zero_division=0)
     return [ClassRow(n, float(a), float(b), float(c), int(d)) for n, a, b, c, d in zip(pred.class_names, p, r, f, s)]
 

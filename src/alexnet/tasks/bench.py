@@ -7,7 +7,7 @@ are timed, not data loading. *Inference* is a forward pass with no autograd.
 * baseline: a model in plain eager fp32 (by default this project's own; the benchmark script
   passes torchvision's AlexNet): ``torch.optim.SGD`` with its defaults, ``torch.no_grad()``.
 * best: the training step through the engine's own ``train_one_epoch`` and ``build_optimizer``
-  with the device's best :class:`Settings`; inference through
+  with the device's best :class:`~alexnet.engine.loop.Knobs`; inference through
   :func:`alexnet.engine.inference.optimize_for_inference`.
 
 The four are timed interleaved in one process (round r runs A B C D, round r+1 D C B A), after
@@ -18,7 +18,6 @@ CUDA work is timed between ``torch.cuda.synchronize()`` calls.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import statistics
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.device import sync_for
 from ..engine.inference import optimize_for_inference
 from ..engine.loop import Knobs, Position, Totals, train_one_epoch
 from ..engine.optim import Schedule, build_optimizer
@@ -39,34 +39,20 @@ from ..models import get_model, model_info
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the 'best' side trains (``Knobs`` + compile); inference picks its own path."""
-
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
-
-    def describe(self) -> str:
-        parts = [f"{self.amp} autocast" if self.amp != "off" else "fp32"]
-        return " + ".join(parts + ["channels_last"] * self.channels_last + ["torch.compile"] * self.compile)
-
-
-def best_settings(device: torch.device) -> Settings:
-    """The fastest training settings measured for this kind of device.
+def best_settings(device: torch.device) -> Knobs:
+    """The fastest training settings measured for this kind of device (inference picks its own path).
 
     CUDA: bf16 autocast, channels_last and torch.compile (with the fused SGD that
-    ``build_optimizer`` picks). CPU: channels_last in fp32, which on the 2-core AVX2
-    machine of the README gave 1.14x for ``alexnet_cifar`` (batch 256) and 1.0x for
-    ``alexnet`` (batch 32, 224 px); torch.compile gave 0.85-0.92x there after a first step
-    of 26-79 s, and bf16 autocast, emulated without bf16 units, ~18x slower steps.
-    (``benchmarks/model_throughput.py --candidates``.)
+    ``build_optimizer`` picks). CPU: channels_last in fp32, the one candidate that was not
+    slower there; torch.compile lost to eager after a first step of tens of seconds, and
+    bf16 autocast is emulated on CPUs without bf16 units. The figures are in
+    docs/performance.md (``benchmarks/model_throughput.py --candidates``).
     """
     if device.type == "cuda":
-        return Settings(amp="bf16", channels_last=True, compile=True)
+        return Knobs(amp="bf16", channels_last=True, compile=True)
     if device.type == "cpu":
-        return Settings(channels_last=True)
-    return Settings()
+        return Knobs(channels_last=True)
+    return Knobs()
 
 
 @dataclass
@@ -111,13 +97,6 @@ def _timed(fn: Callable[[int], None], n: int, sync: Callable[[], None]) -> float
     return time.perf_counter() - start
 
 
-def _sync_for(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
-
 
 def plain_train_step(model: nn.Module, images: torch.Tensor, target: torch.Tensor) -> Callable[[int], None]:
     """The textbook eager fp32 loop, with ``torch.optim.SGD``'s defaults."""
@@ -135,7 +114,7 @@ def plain_train_step(model: nn.Module, images: torch.Tensor, target: torch.Tenso
 
 
 def engine_train_step(
-    model: nn.Module, images: torch.Tensor, target: torch.Tensor, settings: Settings
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, settings: Knobs
 ) -> tuple[Callable[[int], None], str]:
     """Steps through ``train_one_epoch``, set up as ``alexnet train`` sets it up; and what they use."""
     device = images.device
@@ -145,12 +124,11 @@ def engine_train_step(
     net = torch.compile(model) if settings.compile else model
     schedule = Schedule("constant", LR, total_steps=1, steps_per_epoch=1)
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
-    knobs = Knobs(amp=settings.amp, channels_last=settings.channels_last)
     totals, position = Totals.zeros(device), Position()
 
     def run(n: int) -> None:
         with _cudnn_benchmark(device):
-            train_one_epoch(net, [(images, target)] * n, optimizer, schedule, scaler, device, knobs, totals, position)
+            train_one_epoch(net, [(images, target)] * n, optimizer, schedule, scaler, device, settings, totals, position)
 
     kind = "fused" if optimizer.defaults.get("fused") else "foreach" if optimizer.defaults.get("foreach") else "for-loop"
     return run, f"{settings.describe()} + {kind} SGD"  # the SGD build_optimizer chose
@@ -167,7 +145,7 @@ def plain_infer(model: nn.Module, images: torch.Tensor) -> Callable[[int], None]
     return run
 
 
-def best_infer(model: nn.Module, images: torch.Tensor, settings: Settings) -> tuple[Callable[[int], None], str, float]:
+def best_infer(model: nn.Module, images: torch.Tensor, settings: Knobs) -> tuple[Callable[[int], None], str, float]:
     """Inference through ``optimize_for_inference``; also its backend and the seconds it took."""
     start = time.perf_counter()
     fn = optimize_for_inference(model, images.device, tuple(images.shape), amp=settings.amp)
@@ -225,10 +203,6 @@ class ArchResult:
         return asdict(self)
 
 
-def default_num_classes(arch: str) -> int:
-    """The builder's own default: 10 for alexnet_cifar, 1000 for the ImageNet variants."""
-    return inspect.signature(model_info(arch).builder).parameters["num_classes"].default
-
 
 def default_batch_size(image_size: int) -> int:
     return 256 if image_size <= 64 else 32
@@ -243,7 +217,7 @@ def bench_arch(
     min_seconds: float = 1.0,
     baseline: Callable[[int], nn.Module] | None = None,
     baseline_name: str = "eager fp32",
-    settings: Settings | None = None,
+    settings: Knobs | None = None,
 ) -> ArchResult:
     """Throughput of ``arch`` on ``device``: plain eager fp32 vs the best settings.
 
@@ -251,9 +225,9 @@ def bench_arch(
     """
     image_size = image_size or model_info(arch).image_size
     batch_size = batch_size or default_batch_size(image_size)
-    num_classes = default_num_classes(arch)
     settings = settings or best_settings(device)
-    smallest = get_model(arch, num_classes=num_classes).min_input_size
+    model = get_model(arch)  # with the variant's own number of classes: 10 for alexnet_cifar
+    num_classes, smallest = model.config.num_classes, model.min_input_size
     if image_size < smallest:
         raise AlexNetError(f"image size {image_size} is below {arch}'s minimum of {smallest}")
     baseline = baseline or (lambda k: get_model(arch, num_classes=k))
@@ -273,7 +247,7 @@ def bench_arch(
         "infer_baseline": plain_infer(build(baseline), images),
         "infer_best": infer_best,
     }
-    timings = interleave(candidates, rounds, min_seconds, _sync_for(device))
+    timings = interleave(candidates, rounds, min_seconds, sync_for(device))
 
     def result(kind: str, setup_s: float) -> PassResult:
         base, best = timings[f"{kind}_baseline"], timings[f"{kind}_best"]

@@ -27,12 +27,16 @@ import torch
 from torch import nn
 
 from ..data import Preprocess
-from ..errors import AlexNetError
+from ..errors import AlexNetError, first_line
+from ..extras import require
 from ..models import AlexNet
-from ..models.pretrained import CLASSIFIER_FORMAT, Pretrained, read_safetensors
+from ..models.portable import read_safetensors, safetensors_format
+from ..models.pretrained import Pretrained
 from .features import FeatureSet, layer_features
 
 KINDS = ("logreg", "svm", "mlp")
+CLASSIFIER_FORMAT = "alexnet.classifier"  # the metadata marker of `features --classifier` files
+USAGE = "alexnet predict --classifier FILE"  # in the file, so that `--weights FILE` can point here
 VERSION = 1
 MLP_HIDDEN = 256  # the one hidden layer of the transfer-learning documents' MLP
 
@@ -43,6 +47,7 @@ class ClassifierError(AlexNetError):
 
 def make_pipeline(kind: str, C: float = 1.0, seed: int = 0):
     """An unfitted scikit-learn pipeline: StandardScaler, then the ``kind`` classifier."""
+    require("sklearn", "a classifier on features (--classifier)")
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline as sk_pipeline
@@ -71,6 +76,7 @@ class Fitted:
 
 def fit(features: FeatureSet, kind: str, C: float = 1.0, seed: int = 0) -> Fitted:
     """Fit on the train split; accuracy on every other split the features have."""
+    require("sklearn", "a classifier on features (--classifier)")
     from sklearn.exceptions import ConvergenceWarning
 
     x, y = features.split("train")
@@ -81,7 +87,7 @@ def fit(features: FeatureSet, kind: str, C: float = 1.0, seed: int = 0) -> Fitte
         warnings.simplefilter("always", ConvergenceWarning)
         pipeline.fit(x, y)
     # scikit-learn repeats a multi-line ConvergenceWarning; one line says it. Others pass through.
-    notes = [f"{kind} did not converge: {str(w.message).splitlines()[0]}" for w in caught
+    notes = [f"{kind} did not converge: {first_line(str(w.message))}" for w in caught
              if issubclass(w.category, ConvergenceWarning)][:1]
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
@@ -190,7 +196,7 @@ def save(path: str | os.PathLike, saved: SavedClassifier) -> Path:
     if (mean_image := preprocess.pop("mean_image")) is not None:
         tensors["preprocess.mean_image"] = mean_image
     metadata = {
-        "format": CLASSIFIER_FORMAT, "version": str(VERSION), "kind": saved.kind, "outputs": saved.head.outputs,
+        "format": CLASSIFIER_FORMAT, "version": str(VERSION), "usage": USAGE, "kind": saved.kind, "outputs": saved.head.outputs,
         "layer": saved.layer, "weights": saved.weights, "weights_description": saved.weights_description,
         "class_names": json.dumps(saved.class_names), "preprocess": json.dumps(preprocess),
         "metrics": json.dumps(saved.metrics),
@@ -202,15 +208,8 @@ def save(path: str | os.PathLike, saved: SavedClassifier) -> Path:
 def is_classifier_file(path: str | os.PathLike) -> bool:
     """True for a file written by :func:`save` (checked by its metadata, not its name)."""
     path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == CLASSIFIER_FORMAT
-    except Exception:  # anything unreadable is not ours; the caller reports it as it would any file
-        return False
+    # anything unreadable is not ours; the caller reports it as it would any file
+    return path.suffix == ".safetensors" and path.is_file() and safetensors_format(path) == CLASSIFIER_FORMAT
 
 
 def load(path: str | os.PathLike) -> SavedClassifier:

@@ -11,7 +11,7 @@ import torch
 from .. import checkpoint
 from ..data import DataError, Preprocess, open_source
 from ..data.loading import Transformed, eval_loader
-from ..data.transforms import eval_transform, ten_crop_transform
+from ..data.transforms import eval_transform, mirror_transform, ten_crop_transform
 from ..engine.inference import optimize_for_inference
 from ..engine.loop import EvalResult, evaluate
 from ..engine.memory import check_image_size
@@ -25,7 +25,7 @@ class CheckpointEval:
     result: EvalResult
     split: str
     data: str
-    views: str  # "centre crop" or "ten-crop"
+    views: str  # "centre crop", "centre crop + mirror" or "ten-crop"
     backend: str = "eager"  # how the network ran: onnxruntime, compile or eager (engine/inference.py)
     skipped_files: list[str] = field(default_factory=list)  # unreadable images left out: path and reason each
 
@@ -39,13 +39,15 @@ def evaluate_checkpoint(
     workers: int = 2,
     ten_crop: bool = False,
     on_skipped=None,
+    tta: bool = False,
 ) -> CheckpointEval:
     """Loss, top-1 and top-5 of the checkpoint's model on ``split`` of ``data``.
 
     ``split`` defaults to test where the source has one; a folder of class folders is
     scored whole (``all``); else val. ``--split val`` of a folder that was split by
     ``--val-split`` in training is split again the same way, so its val images are the
-    ones training never saw. ``ten_crop``: the paper's 10-view test. ``on_skipped(text)``
+    ones training never saw. ``ten_crop``: the paper's 10-view test; ``tta``: the centre
+    crop and its mirror. Views are averaged as ``engine.loop.mean_softmax`` says. ``on_skipped(text)``
     hears of each unreadable image as it is met.
     """
     ckpt = checkpoint.load(path)
@@ -58,7 +60,7 @@ def evaluate_checkpoint(
             f"{_short(ckpt['class_names'])}; evaluate on data with the same class folders"
         )
     return _evaluate(model_from_checkpoint(ckpt), preprocess, splits, data, device, split, batch_size, workers, ten_crop,
-                     on_skipped)
+                     on_skipped, tta)
 
 
 def preprocess_of(ckpt: dict[str, Any], path: str | Path) -> Preprocess:
@@ -80,6 +82,7 @@ def evaluate_pretrained(
     ten_crop: bool = False,
     val_split: float = 0.1,
     on_skipped=None,
+    tta: bool = False,
 ) -> CheckpointEval:
     """As :func:`evaluate_checkpoint`, for a ``--weights`` value (``torchvision``, a state dict, ...).
 
@@ -97,20 +100,22 @@ def evaluate_pretrained(
             "evaluate needs data whose class folders are the weights' classes (fine-tune or use "
             "`alexnet features --classifier` for other classes)"
         )
-    return _evaluate(p.model, p.preprocess, splits, data, device, split, batch_size, workers, ten_crop, on_skipped)
+    return _evaluate(p.model, p.preprocess, splits, data, device, split, batch_size, workers, ten_crop, on_skipped, tta)
 
 
 def _evaluate(model, preprocess: Preprocess, splits, data: str, device: torch.device, split: str | None,
-              batch_size: int, workers: int, ten_crop: bool, on_skipped=None) -> CheckpointEval:
+              batch_size: int, workers: int, ten_crop: bool, on_skipped=None, tta: bool = False) -> CheckpointEval:
+    if ten_crop and tta:
+        raise DataError("--tta and --ten-crop both average views; --ten-crop already holds the mirror images")
     split = split or splits.default_eval_split
     check_image_size(model.config, preprocess.crop, batch_size, device, training=False, flag="the input size")
-    transform = ten_crop_transform(preprocess) if ten_crop else eval_transform(preprocess)
-    # Ten views per image: a tenth of the images per batch keeps memory the same.
+    transform, n_views, views = ((ten_crop_transform(preprocess), 10, "ten-crop") if ten_crop else
+                                 (mirror_transform(preprocess), 2, "centre crop + mirror") if tta else
+                                 (eval_transform(preprocess), 1, "centre crop"))
+    # V views per image: 1/V of the images per batch keeps memory the same.
     skipped = SkipList(on_skipped)
-    loader = NamingSkips(eval_loader(Transformed(splits.get(split), transform),
-                                     max(1, batch_size // 10) if ten_crop else batch_size, workers,
+    loader = NamingSkips(eval_loader(Transformed(splits.get(split), transform), max(1, batch_size // n_views), workers,
                                      device.type == "cuda"), skipped)
-    views = "ten-crop" if ten_crop else "centre crop"
     # The fastest checked inference path for the device (ONNX Runtime on the CPU: see
     # engine/inference.py); it falls back to eager PyTorch by itself.
     net = optimize_for_inference(model, device, (min(batch_size, 64), 3, preprocess.crop, preprocess.crop))

@@ -30,6 +30,7 @@ from .. import checkpoint
 from ..data.classnames import CLASS_LIST_FILES, display_names, read_class_list
 from ..engine.inference import export_onnx
 from ..errors import AlexNetError
+from ..extras import check
 from ..models import onnx_file
 from ..models.portable import atomic_path, save_weights_file, weights_metadata
 from ..models.pretrained import TORCHSCRIPT_META, Pretrained, load_pretrained
@@ -72,6 +73,8 @@ def export(source: str, fmt: str, out: str | Path | None = None, *, quantize: st
         raise ExportError(f"--quantize {quantize}: only int8 is supported")
     if quantize and not calibration_data:
         raise ExportError("--quantize int8 needs --calibration-data DIR: images like the ones the model will see")
+    if fmt == "onnx":  # written with onnx, checked with onnxruntime
+        check("--format onnx", "onnx", "onnxruntime")
     pretrained = load_pretrained(source)
     if isinstance(pretrained.model, onnx_file.OnnxModel):
         raise ExportError(f"{source} is an ONNX file already; export from the checkpoint or a safetensors export")

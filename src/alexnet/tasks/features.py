@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_write
 from ..data import DataError, Preprocess, open_source
-from ..data.loading import ignore_sigint
+from ..data.loading import Indexed, Transformed, collate, ignore_sigint
 from ..data.transforms import eval_transform
+from ..engine.skipped import NamingSkips, SkipList
 from ..errors import AlexNetError
 from ..models import TAPS, AlexNet
 from ..models.pretrained import Pretrained
@@ -41,35 +42,6 @@ def split_paths(dataset: Dataset) -> list[str]:
     return list(paths) if paths is not None else [str(i) for i in range(len(dataset))]
 
 
-class _Indexed(Dataset):
-    """``(tensor, label, index, "")`` per sample, or ``(None, -1, index, reason)`` for an
-    image that cannot be read: the indices keep features aligned with their paths."""
-
-    def __init__(self, base: Dataset, transform):
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        try:
-            item = self.base[i]
-        except (OSError, ValueError, AlexNetError) as e:  # PIL's errors, or ours naming the file
-            return None, -1, i, str(e)
-        if getattr(item, "reason", None):  # a dataset's marker for a file it could not read
-            return None, -1, i, item.reason
-        image, label = item
-        return self.transform(image), label, i, ""
-
-
-def _collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list[int], list[str]]:
-    good = [it for it in items if it[0] is not None]
-    problems = [it[3] for it in items if it[0] is None]
-    if not good:
-        return None, torch.empty(0, dtype=torch.long), [], problems
-    return (torch.stack([it[0] for it in good]), torch.tensor([it[1] for it in good]),
-            [it[2] for it in good], problems)
-
 
 @torch.no_grad()
 def extract(model: AlexNet, dataset: Dataset, preprocess: Preprocess, layer: str, device: torch.device,
@@ -78,18 +50,19 @@ def extract(model: AlexNet, dataset: Dataset, preprocess: Preprocess, layer: str
     ``dataset`` (PIL image, label pairs), in order, with the eval preprocessing (resize, centre
     crop, normalise). Unreadable images are reported on stderr and left out."""
     model.eval()
-    loader = DataLoader(_Indexed(dataset, eval_transform(preprocess)), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda", worker_init_fn=ignore_sigint)
+    # Indices keep the features aligned with their paths where unreadable images are left out.
+    loader = DataLoader(Indexed(Transformed(dataset, eval_transform(preprocess))), batch_size=batch_size,
+                        num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
+                        worker_init_fn=ignore_sigint)
+    skipped = SkipList(lambda problem: tqdm.write(f"skipped: {problem}", file=sys.stderr))
     feats, labels, kept = [], [], []
     with tqdm(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True) as bar:
-        for images, target, indices, problems in loader:
-            for problem in problems:
-                tqdm.write(f"skipped: {problem}", file=sys.stderr)
-            if images is not None:
-                feats.append(layer_features(model, images.to(device, non_blocking=True), layer).float().cpu())
-                labels.append(target)
-                kept += indices
-            bar.update(len(indices) + len(problems))
+        for batch in NamingSkips(loader, skipped):
+            if batch.images is not None:
+                feats.append(layer_features(model, batch.images.to(device, non_blocking=True), layer).float().cpu())
+                labels.append(batch.target)
+                kept += batch.index.tolist()
+            bar.update(len(batch.index if batch.index is not None else ()) + len(batch.skipped))
     if not feats:
         raise DataError(f"{desc or 'split'}: no readable images to extract features from")
     return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64), kept

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
+from ..data.images import DEFAULT_MAX_PIXELS, load_rgb, pillow_allows, to_rgb
 from ..errors import AlexNetError
 
 
@@ -60,7 +60,7 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Im
     if not data:
         raise InputError("empty upload (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pillow_allows(max_pixels):
             warnings.simplefilter("ignore")  # Pillow's "possibly corrupt EXIF" and the like
             with Image.open(io.BytesIO(data)) as image:
                 w, h = image.size  # from the header: nothing decoded yet
@@ -71,6 +71,8 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Im
                 return to_rgb(image)
     except InputError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own check, left on: the image is over ours too
+        raise InputError(f"over the limit of {max_pixels:,} pixels (a decompression bomb?)", status=413) from None
     except Image.UnidentifiedImageError:
         raise InputError("not an image file Pillow can read") from None
     except Exception as e:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, struct.error, ...

@@ -42,23 +42,37 @@ class Neighbors:
     split: str
 
 
+@dataclass
+class NeighborSearch:
+    """What ``alexnet neighbors`` looks for, and where."""
+
+    data: str  # 'digits', a CIFAR pickle folder or an image folder, as for train
+    query: str  # the image file to find neighbours of
+    k: int = 8  # neighbours to return
+    split: str = "train"  # where to search: train, val or test
+    layer: str = "fc7"  # the activation space (a tap of the model interface)
+    val_split: float = 0.1  # held out for val when the data has no val/, as in training
+    batch_size: int = 64
+    workers: int = 2  # DataLoader worker processes
+
+
 @torch.no_grad()
-def find_neighbors(pretrained: Pretrained, data: str, query: str, k: int = 8, split: str = "train",
-                   layer: str = "fc7", device: torch.device = torch.device("cpu"), val_split: float = 0.1,
-                   batch_size: int = 64, workers: int = 2) -> Neighbors:
-    """The ``k`` images of ``split`` of ``data`` nearest to ``query`` in ``layer`` space."""
+def find_neighbors(pretrained: Pretrained, search: NeighborSearch,
+                   device: torch.device = torch.device("cpu")) -> Neighbors:
+    """The ``search.k`` images of ``search.split`` nearest to ``search.query`` in ``search.layer`` space."""
+    query, split, layer = search.query, search.split, search.layer
     try:
         query_image = load_rgb(query)
     except (OSError, ValueError, AlexNetError) as e:
         raise AlexNetError(f"--query {query}: cannot read image: {getattr(e, 'reason', None) or e}") from None
-    splits = open_source(data, pretrained.preprocess.crop, val_split, preprocess=pretrained.preprocess)
+    splits = open_source(search.data, pretrained.preprocess.crop, search.val_split, preprocess=pretrained.preprocess)
     dataset = splits.get(split)
     model = pretrained.model.to(device).eval()
-    feats, labels, kept = extract(model, dataset, pretrained.preprocess, layer, device, batch_size, workers,
-                                  desc=f"{split} {layer}")
+    feats, labels, kept = extract(model, dataset, pretrained.preprocess, layer, device, search.batch_size,
+                                  search.workers, desc=f"{split} {layer}")
     q = layer_features(model, eval_transform(pretrained.preprocess)(query_image)[None].to(device), layer)
     distances = np.linalg.norm(feats - q.float().cpu().numpy(), axis=1)
-    order = np.argsort(distances, kind="stable")[:k]
+    order = np.argsort(distances, kind="stable")[:search.k]
     paths = split_paths(dataset)
     names = splits.display_names or splits.class_names  # ImageNet wnid folders: their readable names
     found = [Neighbor(kept[j], paths[kept[j]], names[labels[j]], float(distances[j])) for j in order]

@@ -22,6 +22,7 @@ from ..data.datasets import is_hidden
 from ..data.images import is_image_file, load_rgb
 from ..data.transforms import Preprocess, eval_transform, ten_crop_transform
 from ..engine.inference import optimize_for_inference
+from ..engine.loop import mean_softmax
 from ..engine.memory import check_image_size
 from ..errors import AlexNetError
 from ..models import model_from_checkpoint
@@ -134,15 +135,16 @@ class Predictor:
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor, model=None, tta: bool = False) -> torch.Tensor:
-        """``(N, 3, H, W)``, or ``(N, V, 3, H, W)`` views, -> ``(N, classes)``: the mean softmax
-        (or score) over the views; ``tta`` adds each image's mirror image as a second view."""
+        """``(N, 3, H, W)``, or ``(N, V, 3, H, W)`` views, -> ``(N, classes)``: the views'
+        ``mean_softmax`` (an SVM's scores: their mean); ``tta`` adds each image's mirror image
+        as a second view."""
         model = model or self.model
         if tta and images.ndim == 4:
             images = torch.stack([images, images.flip(-1)], dim=1)
         views = images.shape[1] if images.ndim == 5 else 1
         out = model(images.flatten(0, 1) if views > 1 else images).float()
         if self.outputs == "probability":
-            out = out.softmax(dim=1)
+            return mean_softmax(out, views)
         return out.view(len(images), views, -1).mean(dim=1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from PIL import Image
 from ..checkpoint import umask_mode
 from ..data.cifar import is_cifar_dir, read_cifar
 from ..data.datasets import DIGITS_FRACTIONS, DataError, digits_images, stratified_split
+
+log = logging.getLogger(__name__)
 
 
 def _empty_destination(dst: Path) -> None:
@@ -86,7 +89,7 @@ def digits_to_folders(dst: str | Path) -> dict[str, int]:
 
 
 def cache_data(data: str, arch: str, image_size: int | None, val_split: float, cache_dir: str | None,
-               workers: int, max_pixels: int, log=print) -> None:
+               workers: int, max_pixels: int) -> None:
     """Build (or check) the image caches ``train --cache`` will read for ``data``."""
     from ..data import open_source
     from ..data.cache import cache_split
@@ -100,9 +103,9 @@ def cache_data(data: str, arch: str, image_size: int | None, val_split: float, c
         raise DataError(f"{data}: its images are used whole at the network size; there is nothing to cache")
     name = Path(data).name or "data"
     for split in splits.available:
-        cache = cache_split(splits.get(split), splits.preprocess.resize, f"{name}-{split}", cache_dir, workers, log)
+        cache = cache_split(splits.get(split), splits.preprocess.resize, f"{name}-{split}", cache_dir, workers)
         where = cache.path or "memory"
-        log(f"{split}: {cache.n} images at {cache.size}x{cache.size} in {where}"
+        log.info(f"{split}: {cache.n} images at {cache.size}x{cache.size} in {where}"
             + (f"; {len(cache.skipped)} unreadable left out" if cache.skipped else ""))
         for problem in cache.skipped:
-            log(f"  unreadable: {problem}")
+            log.info(f"  unreadable: {problem}")

@@ -22,6 +22,7 @@ import torch
 from ..data.images import is_image_file
 from ..data.transforms import eval_transform
 from ..errors import AlexNetError
+from ..extras import require
 from ..models import onnx_file
 from ..models.pretrained import Pretrained
 from .inputs import to_image
@@ -63,7 +64,8 @@ def _quiet_root_logger():
 
 def quantize_onnx(fp32: bytes, batches: Iterable[np.ndarray]) -> bytes:
     """int8 ONNX bytes of the fp32 model ``fp32`` (input ``images``), activation ranges from ``batches``."""
-    import onnx
+    onnx = require("onnx", "--quantize int8")
+    require("onnxruntime", "--quantize int8")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as tmp:

@@ -7,6 +7,7 @@ so it opens offline and can be mailed) and the PNGs and CSV beside it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from .. import checkpoint
 from ..data import DataError, Preprocess, Splits, open_source
 from ..engine.visuals import best_row, curves_figure, save_figure
 from ..errors import AlexNetError
+from ..extras import check
 from ..models import model_from_checkpoint
 from . import analysis, figures
 from .analysis import Predictions
@@ -26,7 +28,10 @@ from .gradcam import network_view
 from .html import render_report
 from .plot import read_metrics
 
+log = logging.getLogger(__name__)
+
 GRID_IMAGES = 16  # images in each of the mistakes / unsure grids
+REPORT_LIBRARIES = ("matplotlib", "sklearn")  # the pictures; the per-class table
 
 
 class ReportError(AlexNetError):
@@ -139,8 +144,9 @@ def run_checkpoint(run_dir: Path) -> Path:
 
 def build_report(run_dir: str | os.PathLike, data: str | None = None, out: str | os.PathLike | None = None,
                  device: torch.device = torch.device("cpu"), batch_size: int = 128, workers: int = 0,
-                 tta: bool = False, log=print) -> Path:
+                 tta: bool = False) -> Path:
     """Write the run's report (``RUN_DIR/report.html`` by default) and its PNGs beside it."""
+    check("alexnet report", *REPORT_LIBRARIES)
     run = Path(run_dir)
     if not run.is_dir():
         raise ReportError(f"{run}: no such run folder")
@@ -162,9 +168,9 @@ def build_report(run_dir: str | os.PathLike, data: str | None = None, out: str |
         files["curves"] = save_figure(curves_figure(rows, classes, f"{run.name}"), folder / "curves.png")
     files["conv1"] = save_figure(figures.conv1_figure(m.model), folder / "conv1_filters.png")
     split = "test" if splits.test is not None else "val"  # never images the run trained on
-    log(f"report: predicting {split} of {source} with {ckpt_path}")
+    log.info(f"report: predicting {split} of {source} with {ckpt_path}")
     main = analyse(m, splits, split, folder, device, batch_size, workers)
-    scores = _scores(m, splits, main, device, batch_size, workers, tta, log)
+    scores = _scores(m, splits, main, device, batch_size, workers, tta)
     page = render_report(
         run=run, checkpoint=m.description, config=_read_json(run / "config.json"), rows=rows,
         best=best_row(rows) if rows else None, classes=m.class_names, data=_data_table(splits),
@@ -176,7 +182,7 @@ def build_report(run_dir: str | os.PathLike, data: str | None = None, out: str |
     return html_path
 
 
-def _scores(m: LoadedModel, splits: Splits, main: Analysis, device, batch_size, workers, tta, log) -> list[dict]:
+def _scores(m: LoadedModel, splits: Splits, main: Analysis, device, batch_size, workers, tta) -> list[dict]:
     """Loss, top-1 and top-5 on each split the source holds apart from training (and with
     ``tta``, of flip and ten-crop views on the analysed split)."""
     out = []
@@ -188,7 +194,7 @@ def _scores(m: LoadedModel, splits: Splits, main: Analysis, device, batch_size, 
         out.append(_score(split, "centre crop", pred))
     if tta:
         for views in ("flip", "ten-crop"):
-            log(f"report: {views} views of {main.split}")
+            log.info(f"report: {views} views of {main.split}")
             pred = analysis.predict_split(m.model, splits.get(main.split), m.preprocess, main.pred.class_names,
                                           device, batch_size, workers, views)
             out.append(_score(main.split, views, pred))
@@ -241,6 +247,7 @@ def evaluation_report(out_dir: str | os.PathLike, data: str, split: str, device:
                       batch_size: int = 128, workers: int = 0) -> Path:
     """``evaluate --report DIR``: the analysis files of ``split`` of ``data`` for a checkpoint
     or ``--weights``, in ``out_dir``."""
+    check("evaluate --report", *REPORT_LIBRARIES)
     m = load_checkpoint_model(checkpoint) if checkpoint else load_weights_model(weights)
     splits = open_data(m, data)
     analyse(m, splits, split, out_dir, device, batch_size, workers, "ten-crop" if ten_crop else "centre")

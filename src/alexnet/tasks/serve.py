@@ -28,7 +28,8 @@ from ..data.images import DEFAULT_MAX_PIXELS
 from ..data.transforms import eval_transform
 from ..engine.device import resolve_device
 from ..engine.inference import optimize_for_inference
-from ..errors import AlexNetError
+from ..errors import AlexNetError, first_line
+from ..extras import require
 from ..models.onnx_file import OnnxModel
 from ..models.pretrained import load_pretrained
 from .batching import Batcher
@@ -81,7 +82,11 @@ class Model:
 
 
 def create_app(cfg: ServeConfig, model: Model | None = None):
-    """The FastAPI application (``model`` may be given to share one between apps, e.g. in tests)."""
+    """The FastAPI application (``model`` may be given to share one between apps, e.g. in tests).
+
+    Longer than most functions here: FastAPI routes are closures over the app's model,
+    batcher and limits, declared together so one read shows the whole HTTP surface.
+    """
     fastapi = _import_fastapi()
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException
@@ -115,7 +120,7 @@ def create_app(cfg: ServeConfig, model: Model | None = None):
 
     @app.exception_handler(Exception)
     async def unexpected(_request, e: Exception):  # a bug: the client gets one line, the server goes on
-        return error(500, f"internal error ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
+        return error(500, f"internal error ({type(e).__name__}: {first_line(e, default='')})")
 
     # A decoded image may take up to max_image_pixels * 3 bytes (about 270 MB at the default):
     # decoding a few at a time bounds the memory that many large uploads at once could take.
@@ -247,18 +252,15 @@ def _base64(text: str, number: int) -> bytes:
 
 
 def _import_fastapi():
-    try:
-        import fastapi
-        import python_multipart  # noqa: F401 - for form uploads
-    except ImportError as e:
-        raise ServeError(f"alexnet serve needs {e.name}: pip install 'alexnet[serve]'") from None
+    fastapi = require("fastapi", "alexnet serve")
+    require("python_multipart", "alexnet serve")  # for form uploads
     return fastapi
 
 
 def serve(cfg: ServeConfig) -> None:
     """Load the model, then serve it until Ctrl-C."""
     _import_fastapi()
-    import uvicorn
+    uvicorn = require("uvicorn", "alexnet serve")
 
     _check_port(cfg.host, cfg.port)
     app = create_app(cfg)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import first_line
+from ...extras import require
 from .mapping import ConvertError, Layer, build_model, caffe_preprocess, save_converted
 
 # paper layer -> the Keras layers whose outputs it concatenates (one per tower)
@@ -42,11 +44,7 @@ MEAN_RGB = (123.68, 116.779, 103.939)  # convnets-keras' preprocess_image_batch
 
 
 def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise ConvertError("reading Keras .h5 files needs h5py: pip install 'alexnet[convert]'") from None
-    return h5py
+    return require("h5py", "reading Keras .h5 files")
 
 
 def _text(value) -> str:
@@ -64,7 +62,7 @@ def read_keras_h5(path: str | Path, kernels: str = "auto") -> tuple[dict[str, La
             backend = _text(root.attrs.get("backend", f.attrs.get("backend", ""))) or None
             arrays = {name: _weights(root, name, path) for names in KERAS_LAYERS.values() for name in names}
     except OSError as e:
-        raise ConvertError(f"{path}: not a readable HDF5 file ({(str(e).splitlines() or ['?'])[0]})") from None
+        raise ConvertError(f"{path}: not a readable HDF5 file ({first_line(e)})") from None
     th = arrays["conv_1"][0].ndim == 4 and arrays["conv_1"][0].shape[-1] == arrays["conv_1"][0].shape[-2]
     if kernels == "auto":
         flipped = backend == "theano" if backend else th

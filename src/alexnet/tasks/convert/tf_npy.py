@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import first_line
 from .mapping import LAYERS, ConvertError, Layer, build_model, caffe_preprocess, fc6_from_hwc, save_converted
 
 
@@ -65,8 +66,7 @@ def load_npy_object(path: str | Path) -> object:
         raise ConvertError(f"{path}: cannot read ({e.strerror or e})") from None
     except (ValueError, EOFError, pickle.UnpicklingError, TypeError, AttributeError, IndexError, KeyError,
             RecursionError, MemoryError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConvertError(f"{path}: not a bvlc_alexnet.npy file ({reason})") from None
+        raise ConvertError(f"{path}: not a bvlc_alexnet.npy file ({first_line(e)})") from None
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():  # np.save(dict) wraps it
         obj = obj.item()
     return obj
