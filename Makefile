@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml | $(PY)
 test: $(STAMP)
 	$(PY) -m pytest --durations=15
 
-# The tests marked slow (over ~3 s each) left out: for the edit-test loop.
+# The tests marked slow (over ~3 s each) left out, on two worker processes: for the
+# edit-test loop.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m 'not slow' --durations=15
+	$(PY) -m pytest -m 'not slow' -n 2 --durations=15
 
 # The page of `alexnet serve` in a real browser: Debian's chromium and chromium-driver are
 # installed when missing (as root, or through sudo), Selenium through the `browser` extra;

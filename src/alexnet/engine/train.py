@@ -40,6 +40,9 @@ from .loop import Knobs, Position, Totals, evaluate, train_one_epoch
 from .optim import Schedule, build_optimizer
 from .resume import Progress, Resumed, RunDirError, StopFlag, random_state, resolve_config, set_random_state
 
+# Progress lines; engine.logging.log_to_stdout shows them (on the main rank only).
+log = logging.getLogger(__name__).info
+
 
 class DivergedError(AlexNetError):
     """The loss became NaN or infinite."""
@@ -93,7 +96,7 @@ def _check_outside_data(cfg: TrainConfig, out: Path) -> None:
                               f"by the next run; put it outside")
 
 
-def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist, log,
+def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist,
                   caches: pipeline.Caches | None = None) -> Preprocess:
     """The training set's mean (and mean image), std and RGB PCA, computed once per run folder (on rank 0)."""
     if cfg.stats_images == 0:
@@ -127,16 +130,15 @@ def fit(cfg: TrainConfig, explicit: set[str] | None = None, argv: list[str] | No
     (the rest may be filled by ``--recipe`` or, with ``--resume``, by the run's config).
     ``argv``: the command line to record (default ``sys.argv``). Progress lines go to the
     ``alexnet.engine.train`` logger (``engine.logging.log_to_stdout`` shows them)."""
-    log = logging.getLogger(__name__).info
     explicit = set(explicit) if explicit is not None else _given(cfg)
     cfg, resumed = resolve_config(cfg, explicit)
     if resumed is None:
-        cfg = _fresh_config(cfg, explicit, log)
+        cfg = _fresh_config(cfg, explicit)
     d = distributed.setup(cfg.device)
     if cfg.amp == "auto":  # settled once, so config.json and a resume say what ran
         cfg = replace(cfg, amp="bf16" if d.device.type == "cuda" else "off")
     try:
-        run = _setup(cfg, resumed, d, log, arch_given="arch" in explicit, argv=argv,
+        run = _setup(cfg, resumed, d, arch_given="arch" in explicit, argv=argv,
                      batch_given="batch_size" in explicit)
         _train(run)
         return run.out
@@ -144,12 +146,12 @@ def fit(cfg: TrainConfig, explicit: set[str] | None = None, argv: list[str] | No
         distributed.teardown(d)
 
 
-def _fresh_config(cfg: TrainConfig, explicit: set[str], log) -> TrainConfig:
+def _fresh_config(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     """A new run's config: the recipe's values, the scratch recipe's data-dependent ones, and
     --epochs from --unfreeze-schedule, for every field the user did not set."""
     cfg = apply_recipe(cfg, explicit)
     if cfg.recipe == "scratch":
-        cfg = _scratch(cfg, explicit, log)
+        cfg = _scratch(cfg, explicit)
     if cfg.unfreeze_schedule and "epochs" not in explicit:
         cfg = replace(cfg, epochs=finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule).scheduled_epochs)
     return cfg
@@ -161,7 +163,7 @@ def _given(cfg: TrainConfig) -> set[str]:
     return {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(defaults, f.name)}
 
 
-def _scratch(cfg: TrainConfig, explicit: set[str], log) -> TrainConfig:
+def _scratch(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     """The scratch recipe's data-dependent values, for every field the user did not set."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
@@ -198,7 +200,6 @@ class Run:
     progress: Progress
     totals: Totals
     logger: RunLogger
-    log: Any
     skips: pipeline.SkipReport
     plan: finetune.Plan
     ema: AveragedModel | None = None  # --ema: the running average of the weights and BatchNorm statistics
@@ -244,7 +245,7 @@ class _Optimisation(NamedTuple):
     sampler: EpochBatchSampler
 
 
-def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, log, arch_given: bool = False,
+def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, arch_given: bool = False,
            argv: list[str] | None = None, batch_given: bool = True) -> Run:
     """Data, model, preprocessing, optimisation and state. A fresh run, a fine-tune and a
     resume take the same steps; they differ only in where weights and state come from."""
@@ -253,14 +254,14 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, log, 
     image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
-    splits = _open_data(cfg, image_size, log)
+    splits = _open_data(cfg, image_size)
     if ckpt is None and not batch_given:
-        cfg = _batch_for(cfg, len(splits.train), d.world, log)
-    model = _network(cfg, ckpt, pretrained, splits, log)
+        cfg = _batch_for(cfg, len(splits.train), d.world)
+    model = _network(cfg, ckpt, pretrained, splits)
     _check_input_size(cfg, model, image_size, d.device)
     out = prepare_run_dir(cfg, d, in_place=resumed is not None and resumed.in_place)
     _set_determinism(cfg, d.device)
-    caches, preprocess = _preprocessing(cfg, ckpt, pretrained, splits, image_size, out, d, log)
+    caches, preprocess = _preprocessing(cfg, ckpt, pretrained, splits, image_size, out, d)
     plan = finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule)
     model = _place(model, cfg, plan, ckpt["epoch"] if ckpt else 0, d)
     net = _wrap(model, cfg, d)
@@ -269,7 +270,7 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, log, 
         splits, caches, preprocess, opt.sampler, d, batch_size=cfg.batch_size, workers=cfg.workers,
         augment=pipeline.augment_of(cfg), channels_last=cfg.channels_last, decode_on_device=cfg.decode_on_device,
         max_pixels=cfg.max_image_pixels)
-    progress, totals = _restore(opt, ckpt, cfg, d, log)
+    progress, totals = _restore(opt, ckpt, cfg, d)
 
     history = [r for r in (ckpt or {}).get("provenance", []) if isinstance(r, dict)]
     records = [*history, provenance.record(cfg.data, splits, d.device, d.world, argv)] if d.main else []
@@ -282,12 +283,12 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, log, 
     report = warn if d.main else log
     run = Run(cfg, d, out, splits, preprocess, model, net, opt.optimizer, opt.schedule, opt.scaler,
               knobs, opt.sampler, loader, NamingSkips(val_loader, pipeline.SkipReport(report)), progress, totals,
-              logger, log, pipeline.SkipReport(report), plan, opt.ema, bool(ckpt and ckpt.get("best_from_ema")), records)
+              logger, pipeline.SkipReport(report), plan, opt.ema, bool(ckpt and ckpt.get("best_from_ema")), records)
     _announce(run, caches, image_size, resumed is not None)
     return run
 
 
-def _batch_for(cfg: TrainConfig, images: int, world: int, log) -> TrainConfig:
+def _batch_for(cfg: TrainConfig, images: int, world: int) -> TrainConfig:
     """A default batch larger than the training set becomes one that gives two or more steps
     an epoch (a power of two, at least 2 for BatchNorm); a batch the user chose is kept."""
     if images >= cfg.batch_size * world:
@@ -315,7 +316,7 @@ def _pretrained(cfg: TrainConfig, ckpt: dict[str, Any] | None, arch_given: bool)
     return cfg, pretrained
 
 
-def _open_data(cfg: TrainConfig, image_size: int, log) -> Splits:
+def _open_data(cfg: TrainConfig, image_size: int) -> Splits:
     """--data, checked: at least two classes, the fast paths it allows, and with --strict every file."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
@@ -329,7 +330,7 @@ def _open_data(cfg: TrainConfig, image_size: int, log) -> Splits:
     return splits
 
 
-def _network(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits, log) -> AlexNet:
+def _network(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits) -> AlexNet:
     """The model with its starting weights: the checkpoint's when resuming, the pretrained
     ones (with a new fc8 for other classes) when fine-tuning, else initialised from --seed."""
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -389,7 +390,7 @@ def _set_determinism(cfg: TrainConfig, device: torch.device) -> None:
 
 
 def _preprocessing(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits, image_size: int,
-                   out: Path, d: distributed.Dist, log) -> tuple[pipeline.Caches | None, Preprocess]:
+                   out: Path, d: distributed.Dist) -> tuple[pipeline.Caches | None, Preprocess]:
     """The --cache caches and the input preprocessing: the checkpoint's when resuming, the
     pretrained weights' at this run's size, else the training set's statistics."""
     if ckpt is not None:
@@ -404,7 +405,7 @@ def _preprocessing(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, sp
     caches = pipeline.open_caches(cfg, splits, base.resize, d)
     if pretrained is not None:
         return caches, base
-    return caches, dataset_stats(cfg, splits, base, out, d, log, caches)
+    return caches, dataset_stats(cfg, splits, base, out, d, caches)
 
 
 def _place(model: AlexNet, cfg: TrainConfig, plan: finetune.Plan, epochs_done: int, d: distributed.Dist) -> AlexNet:
@@ -443,8 +444,8 @@ def _optimisation(cfg: TrainConfig, model: AlexNet, plan: finetune.Plan, splits:
     return _Optimisation(optimizer, schedule, scaler, ema, sampler)
 
 
-def _restore(opt: _Optimisation, ckpt: dict[str, Any] | None, cfg: TrainConfig, d: distributed.Dist,
-             log) -> tuple[Progress, Totals]:
+def _restore(opt: _Optimisation, ckpt: dict[str, Any] | None, cfg: TrainConfig, d: distributed.Dist
+             ) -> tuple[Progress, Totals]:
     """Where the run stands: the checkpoint's optimizer, schedule, position and random state,
     or a new run's start. Either way dropout differs between ranks."""
     if ckpt is None:
@@ -468,7 +469,7 @@ def _restore(opt: _Optimisation, ckpt: dict[str, Any] | None, cfg: TrainConfig, 
 
 def _announce(run: Run, caches, image_size: int, resumed: bool) -> None:
     """The start of the run in four lines: config, data, model, run folder."""
-    cfg, d, p, log = run.cfg, run.d, run.preprocess, run.log
+    cfg, d, p = run.cfg, run.d, run.preprocess
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"data: {run.splits.description}; preprocessing {p.resize}->{p.crop}, {p.normalize} mean/std and PCA from "
         f"{p.stats_from}, lighting {p.lighting}; " + _feed(cfg, caches, run.loader))
@@ -520,14 +521,14 @@ def _train(run: Run) -> None:
                 _check_finite(run.totals, epoch, progress.position.step_in_epoch, run.out)
                 run.save("last.pt")
                 run.logger.close()
-                run.log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
+                log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
                         f"saved {run.out / 'checkpoints' / 'last.pt'}")
-                run.log(f"resume with: alexnet train --resume --out {run.out}")
+                log(f"resume with: alexnet train --resume --out {run.out}")
                 raise RunInterrupted(run.out, stop.signum)
             if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
                 break
     run.logger.close()
-    run.log(f"best val top-1 {progress.best_top1:.2%}; run folder {run.out} "
+    log(f"best val top-1 {progress.best_top1:.2%}; run folder {run.out} "
             "(checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
 
 
@@ -541,7 +542,7 @@ def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen:
         if finetune.set_trainable(run.model, layers):
             run.net = _wrap(run.model, cfg, d)
         if epoch == 1 or run.plan.trainable(epoch - 1) != layers or pos.step_in_epoch:
-            run.log(f"epoch {epoch}: training {', '.join(n for n in finetune.LAYERS if n in layers)}")
+            log(f"epoch {epoch}: training {', '.join(n for n in finetune.LAYERS if n in layers)}")
     bar = run.logger.progress(steps, epoch, cfg.epochs, initial=pos.step_in_epoch)
 
     def after_step(loss: torch.Tensor) -> bool:
@@ -599,7 +600,7 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
         progress.epochs_since_best += 1
     run.save("last.pt")
     run.logger.epoch(progress.history, progress.position.global_step, run.model)
-    run.log(
+    log(
         f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}  "
         f"val loss {val.loss:.4f} top-1 {val.top1:.2%} top-5 {val.top5:.2%}  "
         + (f"EMA top-1 {ema_val.top1:.2%}  " if ema_val else "") + f"lr {lr:.3g}  "
@@ -607,7 +608,7 @@ def _end_epoch(run: Run, epoch: int, seconds: float, images: int) -> bool:
         + ("  (lr divided by 10: val error stopped improving)" if reduced else "") + run.skips.end_epoch()
     )
     if cfg.early_stop and progress.epochs_since_best >= cfg.early_stop:
-        run.log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
+        log(f"early stop: val top-1 has not improved for {cfg.early_stop} epochs")
         return True
     return False
 
