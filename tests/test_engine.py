@@ -126,6 +126,9 @@ def test_resume_refuses_to_change_the_optimisation(split_folder, tmp_path, capsy
     # extending a finished run is allowed
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 0
     assert [r["epoch"] for r in _metrics(run)] == [1, 2]
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run)]) == 0  # finished: says so, trains nothing
+    assert "nothing left to train" in capsys.readouterr().out and len(_metrics(run)) == 2
     assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
 

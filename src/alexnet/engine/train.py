@@ -510,6 +510,8 @@ def _wrap(model: AlexNet, cfg: TrainConfig, d: distributed.Dist) -> nn.Module:
 def _train(run: Run) -> None:
     """Epochs until the end, an early stop, or Ctrl-C (then ``RunInterrupted``)."""
     cfg, d, progress = run.cfg, run.d, run.progress
+    if progress.epoch >= cfg.epochs:
+        log(f"nothing left to train: the run has finished all {cfg.epochs} of its epochs (--epochs N extends it)")
     if progress.position.global_step == 0 and d.main:
         run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler, pipeline.augment_of(cfg)),
                           run.preprocess.mean, run.preprocess.std, 0)
@@ -522,14 +524,14 @@ def _train(run: Run) -> None:
                 run.save("last.pt")
                 run.logger.close()
                 log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
-                        f"saved {run.out / 'checkpoints' / 'last.pt'}")
+                    f"saved {run.out / 'checkpoints' / 'last.pt'}")
                 log(f"resume with: alexnet train --resume --out {run.out}")
                 raise RunInterrupted(run.out, stop.signum)
             if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
                 break
     run.logger.close()
     log(f"best val top-1 {progress.best_top1:.2%}; run folder {run.out} "
-            "(checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
+        "(checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
 
 
 def _train_epoch(run: Run, epoch: int, stop: StopFlag, start: float, start_seen: int) -> bool:
