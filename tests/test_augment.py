@@ -192,6 +192,7 @@ def test_scratch_is_the_default_unless_a_network_is_chosen():
     assert apply_recipe(TrainConfig(data="x", recipe="none"), {"data", "recipe"}).crop_scale == 1.0
 
 
+@pytest.mark.slow
 def test_evaluate_tta_averages_the_softmax_of_each_image_and_its_mirror(split_folder, tmp_path, train_run):
     from alexnet import checkpoint
     from alexnet.data.images import load_rgb
