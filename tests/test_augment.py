@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from alexnet.data import open_source
 from alexnet.data.augment import Augment
 from alexnet.data.cache import cache_split
 from alexnet.data.fast import CachedLoader, _CropBatches
-from alexnet.data.loading import EpochBatchSampler, Transformed, sample_seed
+from alexnet.data.loading import Transformed, sample_seed
 from alexnet.data.mixing import Mixing
 from alexnet.data.transforms import Preprocess, square_train_transform, train_transform
 from alexnet.engine.config import TrainConfig, apply_recipe

@@ -5,7 +5,6 @@ in place of nvJPEG."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,6 @@ the report page, `plot` with several runs, `evaluate --report`, `predict --expla
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from pathlib import Path
