@@ -65,6 +65,23 @@ def test_scale_crops_zoom_in_and_erasing_zeroes_a_rectangle():
     assert zero_rows > 0  # RandomErasing's value 0 is the mean after normalisation
 
 
+def test_photos_used_whole_shift_by_reflected_padding_and_symbols_do_not():
+    # CIFAR at 32 px: every training view is the image (or its mirror) shifted by at most
+    # 4 px, the border filled with the image's own reflection; digits keep the affine jitter.
+    x = _square(7, 32)
+    t = square_train_transform(Preprocess(crop=32, resize=32, mean=(0, 0, 0), std=(1, 1, 1)))
+    padded = [torch.nn.functional.pad(v.float()[None], (4, 4, 4, 4), mode="reflect")[0] / 255 for v in (x, x.flip(-1))]
+    views = {(m, dy, dx): padded[m][:, dy:dy + 32, dx:dx + 32] for m in (0, 1) for dy in range(9) for dx in range(9)}
+    seen = set()
+    for seed in range(30):
+        out = _run(t, x, seed)
+        seen |= {k for k, v in views.items() if torch.allclose(out, v)}
+        assert any(torch.allclose(out, v) for v in views.values())
+    assert len(seen) > 10 and {m for m, _, _ in seen} == {0, 1}
+    digits = square_train_transform(Preprocess(crop=32, resize=32, flip=False, mean=(0, 0, 0), std=(1, 1, 1)))
+    assert not any(torch.allclose(_run(digits, x, seed), v) for seed in range(5) for v in views.values())
+
+
 def test_colour_jitter_changes_colour_and_not_geometry():
     x = _square(4)
     t = square_train_transform(Preprocess(crop=40, resize=40, flip=False), Augment(color_jitter=0.8, crop_scale=1.0))

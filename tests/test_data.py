@@ -23,6 +23,13 @@ def test_cifar_pickles_are_read_directly(tmp_path, kind, classes, train_images):
     assert splits.default_eval_split == "test"
 
 
+def test_cifar_at_its_own_size_is_used_whole_and_larger_inputs_crop(tmp_path):
+    folder = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=4)
+    at_32, at_64 = open_source(str(folder), 32).preprocess, open_source(str(folder), 64).preprocess
+    assert (at_32.crop, at_32.resize) == (32, 32)  # no 37 px upsampling, no border cut off at test time
+    assert (at_64.crop, at_64.resize) == (64, 73)
+
+
 def test_prepare_cifar_writes_the_png_layout_that_trains(tmp_path, capsys):
     folder = write_cifar(tmp_path / "cifar-10-batches-py")
     assert main(["prepare", "cifar10", str(folder), "--to-folders", str(tmp_path / "png")]) == 0

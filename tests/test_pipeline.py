@@ -329,8 +329,11 @@ def test_train_with_cache_resumes_exactly(tmp_path, train_run):
 
 def test_cache_refuses_data_used_whole(tmp_path, capsys, train_run):
     assert train_run("digits", tmp_path / "run", "--cache") == 1
-    assert "nothing to gain; drop --cache" in capsys.readouterr().err
+    assert "nothing to cache; drop --cache" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
+    cifar = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=4)
+    assert train_run(cifar, tmp_path / "run", "--cache", "--arch", "alexnet_cifar") == 1
+    assert "CIFAR at 32 px), so there is nothing to cache" in capsys.readouterr().err
 
 
 def test_worker_batches_survive_the_shared_ring(tmp_path, make_preprocess):

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import DataError
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+SIDE = 32  # CIFAR images are 32x32 RGB
 # --data NAME -> (torchvision dataset class, the folder its archive unpacks to)
 NAMED_CIFAR = {"cifar10": ("CIFAR10", "cifar-10-batches-py"), "cifar100": ("CIFAR100", "cifar-100-python")}
 
@@ -153,10 +154,10 @@ def _unpickle(path: Path) -> dict:
 
 def _images(batch: dict, path: Path) -> np.ndarray:
     data = np.asarray(batch.get("data"), dtype=np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3072:
+    if data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE:
         raise DataError(f"{path}: expected 'data' of shape (N, 3072), found {data.shape}")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major.
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+    return data.reshape(-1, 3, SIDE, SIDE).transpose(0, 2, 3, 1).copy()
 
 
 def _names(meta: dict, key: str, path: Path) -> list[str]:

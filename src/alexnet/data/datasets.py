@@ -21,7 +21,7 @@ from torchvision.datasets import ImageFolder
 
 from ..errors import DataError, DataWarning
 from ..extras import require
-from .cifar import NAMED_CIFAR, fetch_cifar, is_cifar_dir, read_cifar
+from .cifar import NAMED_CIFAR, SIDE as CIFAR_SIDE, fetch_cifar, is_cifar_dir, read_cifar
 from .classnames import display_names
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, is_image_file, load_rgb
 from .transforms import Preprocess
@@ -353,8 +353,11 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
         ArrayImages(c.test_images, c.test_labels),
     ]
     how = f"{c.name} pickles, training batches split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
-    return Splits(*splits, c.class_names, preprocess or Preprocess.for_size(image_size),
-                  _describe(root, how, c.class_names, splits))
+    if preprocess is None:
+        # At their own 32 px (or less) the images are used whole, shifted in training by
+        # padding; larger inputs crop from an upsampled square as for any photo.
+        preprocess = Preprocess(crop=image_size, resize=image_size) if image_size <= CIFAR_SIDE else Preprocess.for_size(image_size)
+    return Splits(*splits, c.class_names, preprocess, _describe(root, how, c.class_names, splits))
 
 
 def open_source(

@@ -82,8 +82,12 @@ def square_train_transform(p: Preprocess, aug: Augment = Augment()) -> T.Compose
     this same transform, and from the same sample seed give the same tensor.
     """
     if p.resize == p.crop and aug.crop_scale == 1:
-        # Images already at network size: nothing to crop from, so jitter instead.
-        geometric = [T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
+        # Images used whole at the network size: nothing to crop from. Photos (CIFAR at 32 px)
+        # shift as the CIFAR trainers do: a crop from the image padded by an eighth of its
+        # side with its own reflection, so no border is lost at test time. Symbols that must
+        # not be mirrored (digits) get a small affine jitter instead.
+        geometric = ([T.RandomCrop(p.crop, padding=max(1, p.crop // 8), padding_mode="reflect")] if p.flip
+                     else [T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))])
     elif aug.crop_scale < 1:
         geometric = [T.RandomResizedCrop(p.crop, scale=(aug.crop_scale, 1.0), antialias=True)]
     else:

@@ -50,7 +50,7 @@ def check_fast_paths(cfg: TrainConfig, splits: Splits) -> None:
     whole = splits.preprocess.resize == splits.preprocess.crop
     if cfg.cache and whole:
         raise ConfigError(f"--cache serves random crops from larger images; {cfg.data} images are used whole "
-                          "at the network size (digits), so there is nothing to gain; drop --cache")
+                          "at the network size (digits; CIFAR at 32 px), so there is nothing to cache; drop --cache")
     if cfg.decode_on_device and (whole or not all(isinstance(splits.get(name), FolderSubset) for name in ("train", "val"))):
         raise ConfigError(f"--decode-on-device decodes image files; {cfg.data} is not a folder of images "
                           "to crop from; drop the flag")

@@ -71,7 +71,8 @@ def scratch_settings(s: DataSurvey) -> tuple[dict[str, Any], str]:
     """The data-dependent settings, and one line that says what was chosen and why."""
     if s.side <= 40:  # CIFAR, digits, thumbnails
         # 32 px leaves little to crop or distort: the CIFAR trainers' shifts and flips only
-        # (a 32 crop from the 37 px square), without TrivialAugment, scale crops or erasing.
+        # (CIFAR whole, padded by reflection; other images cropped from a 37 px square),
+        # without TrivialAugment, scale crops or erasing.
         model = {"arch": "alexnet_cifar", "model_option": ["norm=bn", ALL_CONVS], "image_size": 32,
                  "auto_augment": "none", "crop_scale": 1.0, "random_erasing": 0.0}
         net = "alexnet_cifar with BatchNorm at 32 px, shifts and flips"
