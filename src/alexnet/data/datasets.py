@@ -356,7 +356,8 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
     if preprocess is None:
         # At their own 32 px (or less) the images are used whole, shifted in training by
         # padding; larger inputs crop from an upsampled square as for any photo.
-        preprocess = Preprocess(crop=image_size, resize=image_size) if image_size <= CIFAR_SIDE else Preprocess.for_size(image_size)
+        whole = image_size <= CIFAR_SIDE
+        preprocess = Preprocess(crop=image_size, resize=image_size) if whole else Preprocess.for_size(image_size)
     return Splits(*splits, c.class_names, preprocess, _describe(root, how, c.class_names, splits))
 
 
