@@ -155,7 +155,7 @@ def _unpickle(path: Path) -> dict:
 def _images(batch: dict, path: Path) -> np.ndarray:
     data = np.asarray(batch.get("data"), dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE:
-        raise DataError(f"{path}: expected 'data' of shape (N, 3072), found {data.shape}")
+        raise DataError(f"{path}: expected 'data' of shape (N, {3 * SIDE * SIDE}), found {data.shape}")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major.
     return data.reshape(-1, 3, SIDE, SIDE).transpose(0, 2, 3, 1).copy()
 
