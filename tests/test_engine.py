@@ -394,3 +394,24 @@ def test_wrapper_prefixes_of_compiled_ddp_models_are_stripped():
 
     state = {"_orig_mod.module." + k: v for k, v in get_model("alexnet_cifar").state_dict().items()}
     get_model("alexnet_cifar", weights=state)
+
+
+def test_curves_are_redrawn_at_most_every_interval_and_always_at_the_end(tmp_path, monkeypatch):
+    from alexnet.engine import logging as run_logging
+
+    drawn = []
+    monkeypatch.setattr(run_logging, "draw_curves", lambda rows, path, *a: drawn.append(len(rows)))
+    monkeypatch.setattr(run_logging, "available", lambda module: module == "matplotlib")
+    logger = run_logging.RunLogger(tmp_path, enabled=True)
+    rows = [{k: 0.5 for k in run_logging.METRIC_FIELDS} | {"epoch": e} for e in (1, 2, 3)]
+    logger.epoch(rows[:1], 1)
+    logger.epoch(rows[:2], 2)  # within CURVES_EVERY_S of the first drawing
+    assert drawn == [1]
+    monkeypatch.setattr(run_logging, "CURVES_EVERY_S", 0.0)
+    logger.epoch(rows, 3)
+    assert drawn == [1, 3]
+    monkeypatch.setattr(run_logging, "CURVES_EVERY_S", 1e9)
+    logger.epoch(rows + [rows[0] | {"epoch": 4}], 4)
+    logger.close()
+    logger.close()  # a second close draws nothing new
+    assert drawn == [1, 3, 4]

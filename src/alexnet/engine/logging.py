@@ -23,6 +23,9 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "v
 EMA_FIELDS = ("ema_val_loss", "ema_val_top1")  # runs with --ema only
 # (module, extra, what a run leaves out without it): extras, so a run without them trains all the same.
 OPTIONAL_OUTPUTS = (("tensorboard", "tensorboard", "TensorBoard logs (tb/)"), ("matplotlib", "plots", "curves.png"))
+# Drawing curves.png costs seconds of CPU, as much as a whole epoch of a small data set: it
+# is redrawn at most this often (seconds), and once more when the run ends.
+CURVES_EVERY_S = 30.0
 
 
 class MainRankOnly(logging.Filter):
@@ -94,6 +97,8 @@ class RunLogger:
         self.out, self.enabled, self.title, self.classes = out, enabled, title, classes
         self.tb = None
         self.curves = available("matplotlib")
+        self._drawn_at = -float("inf")  # time.monotonic() of the last curves.png
+        self._undrawn: list[dict[str, float]] | None = None  # history newer than curves.png
         missing = [(extra, what) for module, extra, what in OPTIONAL_OUTPUTS if not available(module)]
         if enabled and missing:
             logging.getLogger(__name__).info(f"note: no {' and no '.join(what for _, what in missing)} in this run: "
@@ -141,7 +146,8 @@ class RunLogger:
 
     def epoch(self, history: list[dict[str, float]], global_step: int, model: torch.nn.Module | None = None) -> None:
         """Rewrite metrics.csv from the whole history (so a resumed run never duplicates a
-        row), log the epoch (and ``model``'s conv1 filters) to TensorBoard and redraw curves.png."""
+        row), log the epoch (and ``model``'s conv1 filters) to TensorBoard and redraw curves.png
+        (unless it was drawn under ``CURVES_EVERY_S`` ago: then ``close`` draws it)."""
         if not self.enabled:
             return
         row = history[-1]
@@ -162,8 +168,17 @@ class RunLogger:
                 self.tb.add_image("conv1/filters", conv1_grid(model), global_step)
             self.tb.flush()
         if self.curves:
-            draw_curves(history, self.out / "curves.png", self.title, self.classes)
+            self._undrawn = list(history)
+            if time.monotonic() - self._drawn_at >= CURVES_EVERY_S:
+                self._draw()
+
+    def _draw(self) -> None:
+        if self._undrawn:
+            draw_curves(self._undrawn, self.out / "curves.png", self.title, self.classes)
+            self._drawn_at, self._undrawn = time.monotonic(), None
 
     def close(self) -> None:
+        self._draw()
         if self.tb:
             self.tb.close()
+            self.tb = None

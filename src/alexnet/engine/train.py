@@ -6,6 +6,7 @@ checkpoints/last.pt and best.pt. Only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -492,9 +493,10 @@ def _feed(cfg: TrainConfig, caches, loader) -> str:
     """How batches are made, for the log."""
     if caches:
         return "uint8 cache, batches finished on the device" + (" (resident in GPU memory)" if loader.resident else "")
+    workers = "the main process" if cfg.workers == 0 else "1 worker" if cfg.workers == 1 else f"{cfg.workers} workers"
     if cfg.decode_on_device:
-        return f"files read in {cfg.workers} workers, JPEGs decoded in batches on the device"
-    return f"decoding per epoch in {cfg.workers} workers"
+        return f"files read in {workers}, JPEGs decoded in batches on the device"
+    return f"decoding per epoch in {workers}"
 
 
 def _wrap(model: AlexNet, cfg: TrainConfig, d: distributed.Dist) -> nn.Module:
@@ -515,20 +517,26 @@ def _train(run: Run) -> None:
     if progress.position.global_step == 0 and d.main:
         run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler, pipeline.augment_of(cfg)),
                           run.preprocess.mean, run.preprocess.std, 0)
-    with StopFlag() as stop:
-        while progress.epoch < cfg.epochs:
-            epoch = progress.epoch + 1
-            start, start_seen = time.perf_counter(), run.totals.seen
-            if _train_epoch(run, epoch, stop, start, start_seen):
-                _check_finite(run.totals, epoch, progress.position.step_in_epoch, run.out)
-                run.save("last.pt")
-                run.logger.close()
-                log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
-                    f"saved {run.out / 'checkpoints' / 'last.pt'}")
-                log(f"resume with: alexnet train --resume --out {run.out}")
-                raise RunInterrupted(run.out, stop.signum)
-            if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
-                break
+    try:
+        with StopFlag() as stop:
+            while progress.epoch < cfg.epochs:
+                epoch = progress.epoch + 1
+                start, start_seen = time.perf_counter(), run.totals.seen
+                if _train_epoch(run, epoch, stop, start, start_seen):
+                    _check_finite(run.totals, epoch, progress.position.step_in_epoch, run.out)
+                    run.save("last.pt")
+                    log(f"interrupted ({stop.name}) at epoch {epoch}, step {progress.position.step_in_epoch}/{run.sampler.batches_per_epoch}; "
+                        f"saved {run.out / 'checkpoints' / 'last.pt'}")
+                    log(f"resume with: alexnet train --resume --out {run.out}")
+                    raise RunInterrupted(run.out, stop.signum)
+                if _end_epoch(run, epoch, time.perf_counter() - start, run.totals.seen - start_seen):
+                    break
+    except BaseException:
+        # Flush TensorBoard and draw the last curves of a failed or interrupted run too, but
+        # never hide its error behind one of these (a full disk, say).
+        with contextlib.suppress(Exception):
+            run.logger.close()
+        raise
     run.logger.close()
     log(f"best val top-1 {progress.best_top1:.2%}; run folder {run.out} "
         "(checkpoints/best.pt, last.pt, metrics.csv, curves.png, tb/)")
