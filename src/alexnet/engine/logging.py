@@ -23,8 +23,8 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "v
 EMA_FIELDS = ("ema_val_loss", "ema_val_top1")  # runs with --ema only
 # (module, extra, what a run leaves out without it): extras, so a run without them trains all the same.
 OPTIONAL_OUTPUTS = (("tensorboard", "tensorboard", "TensorBoard logs (tb/)"), ("matplotlib", "plots", "curves.png"))
-# Drawing curves.png costs seconds of CPU, as much as a whole epoch of a small data set: it
-# is redrawn at most this often (seconds), and once more when the run ends.
+# Drawing curves.png costs most of a second of CPU, much of a short epoch (digits, small
+# folders): it is redrawn at most this often (seconds), and once more when the run ends.
 CURVES_EVERY_S = 30.0
 
 
