@@ -107,6 +107,21 @@ def test_divergence_stops_with_a_clear_message(split_folder, tmp_path, capsys):
     assert "diverged" in err and ("last good checkpoint" in err or "no checkpoint was written" in err)
 
 
+def test_a_failing_run_closes_its_logs_without_hiding_its_error(split_folder, tmp_path, capsys, monkeypatch):
+    from alexnet.engine.logging import RunLogger
+
+    closed = []
+
+    def close_on_a_full_disk(self):
+        closed.append(True)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunLogger, "close", close_on_a_full_disk)
+    assert main(["train", "--data", str(split_folder), "--out", str(tmp_path / "run"), *TINY,
+                 "--epochs", "2", "--lr", "1e30"]) == 1
+    assert closed and "diverged" in capsys.readouterr().err
+
+
 def test_digits_source_and_its_folder_form(tmp_path):
     splits = open_source("digits", 32)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (1078, 360, 359)

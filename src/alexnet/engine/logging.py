@@ -168,7 +168,7 @@ class RunLogger:
                 self.tb.add_image("conv1/filters", conv1_grid(model), global_step)
             self.tb.flush()
         if self.curves:
-            self._undrawn = list(history)
+            self._undrawn = history
             if time.monotonic() - self._drawn_at >= CURVES_EVERY_S:
                 self._draw()
 
