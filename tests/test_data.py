@@ -45,6 +45,25 @@ def test_prepare_cifar_writes_the_png_layout_that_trains(tmp_path, capsys):
     assert "not a CIFAR pickle folder" in capsys.readouterr().err
 
 
+def test_small_images_in_a_folder_are_used_whole_like_the_pickles(tmp_path, capsys):
+    import torch
+
+    folder = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=20)
+    assert main(["prepare", "cifar10", str(folder), "--to-folders", str(tmp_path / "png")]) == 0
+    run = tmp_path / "run"  # the scratch recipe on 32 px PNGs: whole images, as from the pickles
+    assert main(["train", "--data", str(tmp_path / "png"), "--out", str(run), "--recipe", "scratch", "--epochs", "1",
+                 "--workers", "0", "--model-option", "widths=8,16,16,16,16", "--model-option", "hidden=32"]) == 0
+    assert "preprocessing 32->32" in capsys.readouterr().out
+    p = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["preprocess"]
+    assert (p["crop"], p["resize"]) == (32, 32)
+    assert open_source(str(tmp_path / "png"), 32, resize=40).preprocess.resize == 40
+    assert open_source(str(folder), 32, resize=40).preprocess.resize == 40  # a pickle folder takes it too
+    for args, message in ((["--data", str(folder), "--image-size", "32", "--resize", "30"], "--resize 30 is smaller"),
+                          (["--data", "digits", "--image-size", "32", "--resize", "40"], "drop --resize")):
+        assert main(["train", *args, "--out", str(tmp_path / "no"), "--epochs", "1"]) == 1
+        assert message in capsys.readouterr().err
+
+
 def test_train_and_evaluate_on_cifar_pickles(tmp_path, capsys):
     folder = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=8)
     run = tmp_path / "run"

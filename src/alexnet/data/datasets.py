@@ -299,9 +299,15 @@ def _describe(root: Path, how: str, classes: list[str], splits: Sequence[Dataset
     return f"{root} ({how}): {len(classes)} classes, {sizes}"
 
 
+def _photo_preprocess(image_size: int, resize: int | None) -> Preprocess:
+    """Crops of ``image_size`` from images resized to ``resize`` (default: the paper's 256 for 224)."""
+    return Preprocess(crop=image_size, resize=resize) if resize else Preprocess.for_size(image_size)
+
+
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True) -> Splits:
-    preprocess = preprocess or Preprocess.for_size(image_size)
+                max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True,
+                resize: int | None = None) -> Splits:
+    preprocess = preprocess or _photo_preprocess(image_size, resize)
     dirs = split_folders(root)
     if "train" in dirs:
         train = _image_folder(dirs["train"], max_pixels, root)
@@ -343,7 +349,8 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
                   one_folder="train" not in dirs)
 
 
-def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None) -> Splits:
+def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
+               resize: int | None = None) -> Splits:
     """CIFAR-10/100 pickles: val is held out of the training batches, test is the test batch."""
     c = read_cifar(root)
     train_idx, val_idx = split_off_val(c.train_labels, val_split, root)
@@ -356,24 +363,26 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
     if preprocess is None:
         # At their own 32 px (or less) the images are used whole, shifted in training by
         # padding; larger inputs crop from an upsampled square as for any photo.
-        whole = image_size <= CIFAR_SIDE
-        preprocess = Preprocess(crop=image_size, resize=image_size) if whole else Preprocess.for_size(image_size)
+        whole = image_size <= CIFAR_SIDE and resize is None
+        preprocess = Preprocess(crop=image_size, resize=image_size) if whole else _photo_preprocess(image_size, resize)
     return Splits(*splits, c.class_names, preprocess, _describe(root, how, c.class_names, splits))
 
 
 def open_source(
     source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None, *,
     download: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True,
+    resize: int | None = None,
 ) -> Splits:
     """Open ``--data``: ``digits``, ``cifar10``/``cifar100`` (from the data root, fetched
     with ``download``), a CIFAR pickle folder, or a folder of images. ``preprocess`` (from
     a checkpoint) overrides the source's default. ``max_pixels``: larger images are refused.
     ``split_required=False``: a folder of class folders too small to split is opened whole
-    (as train, with an empty val), for scoring all of it."""
+    (as train, with an empty val), for scoring all of it. ``resize``: the side photos are
+    resized to before cropping ``image_size`` (digits are always upsampled whole)."""
     if source == "digits":
         return open_digits(image_size, preprocess)
     if source in NAMED_CIFAR:
-        return open_cifar(fetch_cifar(source, download), image_size, val_split, preprocess)
+        return open_cifar(fetch_cifar(source, download), image_size, val_split, preprocess, resize)
     if download:
         raise DataError(f"--download fetches {' or '.join(NAMED_CIFAR)}; {source} is not one of them")
     root = Path(source).expanduser()
@@ -382,5 +391,5 @@ def open_source(
     if not root.is_dir():
         raise DataError(f"{source}: is a file; --data takes 'digits', 'cifar10', 'cifar100' or a folder of class subfolders")
     if is_cifar_dir(root):
-        return open_cifar(root, image_size, val_split, preprocess)
-    return open_folder(root, image_size, val_split, preprocess, max_pixels, split_required)
+        return open_cifar(root, image_size, val_split, preprocess, resize)
+    return open_folder(root, image_size, val_split, preprocess, max_pixels, split_required, resize)

@@ -95,6 +95,7 @@ class TrainConfig:
     )
     dropout: float | None = _opt("dropout probability in the fc layers (default: the variant's, 0.5)", default=None)
     image_size: int | None = _opt("network input side in pixels (default: the variant's: 224, 227 for alexnet_bn, 32 for alexnet_cifar)", default=None, group="data")
+    resize: int | None = _opt("side the images' shorter side is resized to before the --image-size crop is cut from their central square (default: --image-size x 256/224, the paper's 256 for 224); equal to --image-size, images are used whole and training shifts them by reflected padding (the scratch recipe does that for images of 40 px or less)", default=None, group="data")
     val_split: float = _opt("fraction of the training images held out for validation when the data has no val/ split (fixed seed)", default=0.1, group="data")
     lighting: float = _opt("std of the paper's PCA lighting noise, from the training set's RGB eigenvectors (0: off; the paper: 0.1)", default=0.0, group="data")
     normalize: str = _opt("channel: subtract the training set's per-channel mean, divide by its std; image: subtract its mean image (the image cut to its central square first, then cropped), divide by its std; paper: subtract the mean image from 0-255 pixels and do not divide, as the paper did (its N(0, 0.01) init needs that input scale)", default="channel", choices=("channel", "image", "paper"), group="data")
@@ -167,6 +168,8 @@ class TrainConfig:
             raise ConfigError(f"need 0 < --val-split < 1 and 0 <= --dropout < 1, got {self.val_split} and {self.dropout}")
         if (self.image_size is not None and self.image_size < 1) or self.gamma <= 0:
             raise ConfigError(f"need --image-size >= 1 and --gamma > 0, got {self.image_size} and {self.gamma}")
+        if self.resize is not None and self.resize < 1:
+            raise ConfigError(f"--resize must be at least 1, got {self.resize}")
         for name in ("epochs", "batch_size", "log_every", "step_epochs", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

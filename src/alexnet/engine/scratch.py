@@ -71,9 +71,9 @@ def scratch_settings(s: DataSurvey) -> tuple[dict[str, Any], str]:
     """The data-dependent settings, and one line that says what was chosen and why."""
     if s.side <= 40:  # CIFAR, digits, thumbnails
         # 32 px leaves little to crop or distort: the CIFAR trainers' shifts and flips only
-        # (CIFAR whole, padded by reflection; other images cropped from a 37 px square),
-        # without TrivialAugment, scale crops or erasing.
-        model = {"arch": "alexnet_cifar", "model_option": ["norm=bn", ALL_CONVS], "image_size": 32,
+        # (the images whole at 32 px, shifted by reflected padding), without TrivialAugment,
+        # scale crops or erasing.
+        model = {"arch": "alexnet_cifar", "model_option": ["norm=bn", ALL_CONVS], "image_size": 32, "resize": 32,
                  "auto_augment": "none", "crop_scale": 1.0, "random_erasing": 0.0}
         net = "alexnet_cifar with BatchNorm at 32 px, shifts and flips"
     elif s.train_images >= 100_000:  # ImageNet-sized: torchvision's network whole, with BatchNorm

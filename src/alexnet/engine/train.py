@@ -321,7 +321,12 @@ def _open_data(cfg: TrainConfig, image_size: int) -> Splits:
     """--data, checked: at least two classes, the fast paths it allows, and with --strict every file."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
-    splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    if cfg.resize is not None and cfg.resize < image_size:
+        raise ConfigError(f"--resize {cfg.resize} is smaller than the {image_size} px crop cut from it")
+    if cfg.resize not in (None, image_size) and cfg.data == "digits":
+        raise ConfigError("digits are upsampled whole to --image-size; drop --resize")
+    splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels,
+                         resize=cfg.resize)
     if len(splits.class_names) < 2:
         raise DataError(f"{cfg.data}: one class ({splits.class_names[0]}); a classifier learns nothing from one class "
                         "(every answer is right): add a folder per class, at least two")
@@ -400,8 +405,10 @@ def _preprocessing(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, sp
     base = replace(splits.preprocess, lighting=cfg.lighting, normalize=cfg.normalize)
     if pretrained is not None:  # the input scale the weights were trained for, at this run's size
         p = pretrained.preprocess
-        sized = p if p.crop == image_size else replace(Preprocess.for_size(image_size), mean=p.mean, std=p.std,
-                                                       normalize=p.normalize, mean_image=p.mean_image)
+        own = splits.preprocess  # this run's crop, and --resize
+        sized = p if p.crop == image_size and cfg.resize is None else replace(
+            Preprocess(crop=own.crop, resize=own.resize), mean=p.mean, std=p.std, normalize=p.normalize,
+            mean_image=p.mean_image)
         base = replace(sized, lighting=cfg.lighting, flip=splits.preprocess.flip)
     caches = pipeline.open_caches(cfg, splits, base.resize, d)
     if pretrained is not None:
