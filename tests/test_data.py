@@ -56,6 +56,10 @@ def test_small_images_in_a_folder_are_used_whole_like_the_pickles(tmp_path, caps
     assert "preprocessing 32->32" in capsys.readouterr().out
     p = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["preprocess"]
     assert (p["crop"], p["resize"]) == (32, 32)
+    assert main(["train", "--data", str(tmp_path / "png"), "--out", str(tmp_path / "at48"), "--recipe", "scratch",
+                 "--image-size", "48", "--epochs", "1", "--workers", "0", "--model-option", "widths=8,16,16,16,16",
+                 "--model-option", "hidden=32"]) == 0  # a size of one's own crops from the square made for it
+    assert "preprocessing 55->48" in capsys.readouterr().out
     assert open_source(str(tmp_path / "png"), 32, resize=40).preprocess.resize == 40
     assert open_source(str(folder), 32, resize=40).preprocess.resize == 40  # a pickle folder takes it too
     for args, message in ((["--data", str(folder), "--image-size", "32", "--resize", "30"], "--resize 30 is smaller"),

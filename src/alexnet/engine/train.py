@@ -172,6 +172,8 @@ def _scratch(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     values, why = scratch_settings(survey(splits))
     if "arch" in explicit:  # the network chosen is used exactly as it is
         values.pop("model_option")
+    if "image_size" in explicit:  # the square to crop from follows the size given
+        values.pop("resize", None)
     given = sorted(k for k in values if k in explicit and getattr(cfg, k) != values[k])
     if given:
         why += "; yours: " + ", ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in given)
