@@ -211,3 +211,145 @@ def test_gpu_pipeline_benchmark_runs_quick_on_the_cpu(tmp_path):
     assert report["targets"] and all(key in rates for key in report["targets"])  # each target names a figure
     assert report["targets_met"] == dict.fromkeys(report["targets"])  # judged on CUDA only
     assert (tmp_path / "bench-cache").is_dir() and not (tmp_path / "cache").exists()  # $ALEXNET_CACHE untouched
+
+
+# benchmarks/time_to_accuracy.py: its JSON line is a complete measurement or nothing. These run
+# its main() with a stand-in for the `alexnet` command line (a small script told by the
+# environment how to end), so they take no training and no data set.
+FAKE_ALEXNET = r'''
+import json, os, sys
+from pathlib import Path
+
+command, args = sys.argv[1], sys.argv[2:]
+flag = lambda name: args[args.index(name) + 1]
+with open(os.environ["FAKE_ALEXNET_CALLS"], "a") as f:
+    f.write(command + "\n")
+if command == "train":
+    out = Path(flag("--out"))
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "metrics.csv").write_text("epoch,val_top1,ema_val_top1\n1,0.5,0.25\n")  # one epoch, then the ending asked for
+    (out / "checkpoints" / "best.pt").write_bytes(b"weights")
+    print("trained one epoch; " + os.environ.get("FAKE_TRAIN_SAYS", "done"))
+    sys.exit(int(os.environ.get("FAKE_TRAIN_EXIT", "0")))
+status = int(os.environ.get("FAKE_EVAL_EXIT", "0"))
+if status:
+    sys.exit("a warning first\nalexnet evaluate: error: " + os.environ.get("FAKE_EVAL_SAYS", "failed"))
+Path(flag("--json")).write_text(json.dumps({"top1_acc": 0.875 if "--tta" in args else 0.75}))
+'''
+
+
+@pytest.fixture
+def tta_bench(tmp_path, monkeypatch):
+    """``(module, calls)``: benchmarks/time_to_accuracy.py loaded, with its `alexnet` the
+    stand-in above; ``calls()`` lists the commands the stand-in was given (train, evaluate)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fake = tmp_path / "fake_alexnet.py"
+    fake.write_text(FAKE_ALEXNET)
+    calls = tmp_path / "calls.txt"
+    calls.touch()
+    monkeypatch.setenv("FAKE_ALEXNET_CALLS", str(calls))
+    monkeypatch.setattr(module, "ALEXNET", [sys.executable, str(fake)])
+    monkeypatch.setattr(module, "POLL_S", 0.05)
+    return module, lambda: calls.read_text().split()
+
+
+def json_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("{")]
+
+
+def test_time_to_accuracy_reports_a_complete_run(tta_bench, tmp_path, capsys):
+    bench, calls = tta_bench
+    assert bench.main(["--data", "digits", "--out", str(tmp_path / "b"), "--", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch   1" in out and "test top-1 75.00%, 87.50% with flip TTA" in out
+    report = json.loads(out.splitlines()[-1])
+    assert (report["data"], report["recipe"], report["epochs"], report["best_val_top1"]) == ("digits", "scratch", 1, 0.5)
+    assert (report["test_top1"], report["test_top1_tta"], report["target_split"]) == (0.75, 0.875, "test")
+    assert report["reached_target_at_minutes"] is None and report["minutes"] >= 0
+    assert report["run"] == str(tmp_path / "b" / "run")
+    assert calls() == ["train", "evaluate", "evaluate"]
+
+
+@pytest.mark.parametrize("held", ["metrics.csv", "config.json", "checkpoints/last.pt"])
+def test_time_to_accuracy_refuses_an_out_that_holds_a_run(tta_bench, tmp_path, capsys, held):
+    bench, calls = tta_bench
+    (tmp_path / "b" / "run" / held).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "b" / "run" / held).write_text("epoch,val_top1\n1,0.9\n")  # an earlier run's
+    assert bench.main(["--data", "digits", "--out", str(tmp_path / "b")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing started, nothing reported
+    assert len(captured.err.splitlines()) == 1 and f"run/{held}" in captured.err and "--out" in captured.err
+    assert calls() == []
+
+
+def test_time_to_accuracy_takes_an_out_left_by_a_start_that_saved_nothing(tta_bench, tmp_path, capsys):
+    bench, calls = tta_bench
+    (tmp_path / "b" / "run" / "checkpoints").mkdir(parents=True)  # what a failed start leaves: no run
+    (tmp_path / "b" / "train.log").write_text("alexnet train: error: ...")
+    assert bench.main(["--data", "digits", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["epochs"] == 1
+
+
+@pytest.mark.parametrize("status, says", [(1, "RuntimeError: out of memory"), (130, "interrupted; --resume continues")])
+def test_time_to_accuracy_a_failed_or_interrupted_training_is_no_result(tta_bench, tmp_path, capsys, monkeypatch,
+                                                                       status, says):
+    bench, calls = tta_bench
+    monkeypatch.setenv("FAKE_TRAIN_EXIT", str(status))
+    monkeypatch.setenv("FAKE_TRAIN_SAYS", says)
+    assert bench.main(["--data", "digits", "--out", str(tmp_path / "b")]) == status
+    captured = capsys.readouterr()
+    assert json_lines(captured.out) == [] and "best val top-1" not in captured.out
+    assert f"training failed ({status}" in captured.err and says in captured.err  # the log's end, kept visible
+    assert calls() == ["train"]  # no evaluation of a run that did not finish
+
+
+def test_time_to_accuracy_a_failed_test_evaluation_says_why(tta_bench, tmp_path, capsys, monkeypatch):
+    bench, calls = tta_bench
+    for split in ("train", "val", "test"):
+        (tmp_path / "data" / split / "a").mkdir(parents=True)
+    monkeypatch.setenv("FAKE_EVAL_EXIT", "1")
+    monkeypatch.setenv("FAKE_EVAL_SAYS", "best.pt is not a checkpoint")
+    assert bench.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "b")]) == 1
+    captured = capsys.readouterr()
+    assert json_lines(captured.out) == []
+    assert "evaluation of the test split failed" in captured.err and "best.pt is not a checkpoint" in captured.err
+    assert "a warning first" not in captured.err  # the last line is the reason
+
+
+def test_time_to_accuracy_data_without_a_test_split_has_no_test_figure(tta_bench, tmp_path, capsys, monkeypatch):
+    bench, calls = tta_bench
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / "a").mkdir(parents=True)
+    monkeypatch.setenv("FAKE_EVAL_EXIT", "1")  # were it asked, it would fail
+    assert bench.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "test top-1 -" in out
+    report = json.loads(out.splitlines()[-1])
+    assert report["test_top1"] is None and report["test_top1_tta"] is None and report["epochs"] == 1
+    assert calls() == ["train"]
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_script_refuses_a_stale_out_and_a_bad_train_flag(tmp_path):
+    """The script itself, with the real `alexnet train`: exit statuses, and no JSON line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+    (tmp_path / "b" / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "b" / "run" / "checkpoints" / "last.pt").write_bytes(b"")
+    r = subprocess.run([sys.executable, str(script), "--data", "digits", "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == "" and "already holds a run" in r.stderr
+    r = subprocess.run([sys.executable, str(script), "--data", "digits", "--out", str(tmp_path / "c"),
+                        "--", "--no-such-flag"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]  # argparse's status, passed on
+    assert json_lines(r.stdout) == [] and "training failed (2)" in r.stderr and "--no-such-flag" in r.stderr

@@ -205,3 +205,13 @@ def test_folders_with_any_mode_and_name_train(tmp_path, capsys):
                  "--model-option", "hidden=32", "--val-split", "0.25"]) == 0
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"),
                  str(tmp_path / "d" / "a" / "sixteen bit.png"), str(tmp_path / "d" / "a" / "blüte 花.png")]) == 0
+
+
+def test_cifar_labels_beyond_the_meta_files_names_are_refused(tmp_path):
+    import pickle
+
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    with open(folder / "batches.meta", "wb") as f:  # three names for labels 0..9
+        pickle.dump({b"label_names": [b"a", b"b", b"c"]}, f, protocol=2)
+    with pytest.raises(DataError, match="labels run from 0 to 9, but the meta file names 3 classes"):
+        open_source(str(folder), 32)

@@ -133,6 +133,43 @@ def test_resume_refuses_to_change_the_optimisation(split_folder, tmp_path, capsy
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
+def test_a_finished_one_cycle_run_points_to_a_new_run_from_its_weights(split_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4",
+                 "--schedule", "onecycle"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run)]) == 0
+    hint = capsys.readouterr().out
+    assert "onecycle schedule ended" in hint and "--epochs N extends it" not in hint
+    weights = hint.split("--weights ")[1].split()[0]
+    assert main(["train", "--weights", weights, "--data", str(split_folder), "--out", str(tmp_path / "more"),
+                 "--epochs", "1", "--batch-size", "4", "--workers", "0"]) == 0  # the hint works as printed
+
+
+def test_a_run_folder_is_held_by_one_run_and_default_names_never_collide(split_folder, tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from alexnet.engine import rundir
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with open(out / rundir.LOCK_NAME, "w") as held:  # as another process's run would hold it
+        held.write("pid 12345\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = subprocess.run(_cmd("train", "--data", str(split_folder), "--out", str(out), *SMALL, "--epochs", "1"),
+                           capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "in use by another training run (pid 12345)" in r.stderr
+    assert not (out / "checkpoints" / "last.pt").exists()
+    assert main(["train", "--data", str(split_folder), "--out", str(out), *SMALL, "--epochs", "1",
+                 "--batch-size", "4"]) == 0  # free again once that process let go
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rundir.time, "strftime", lambda _: "20261203-120000")  # one second for all
+    names = {rundir._new_default("alexnet") for _ in range(3)}
+    assert sorted(p.name for p in names) == ["alexnet-20261203-120000", "alexnet-20261203-120000-2",
+                                             "alexnet-20261203-120000-3"]
+
+
 def test_resume_from_a_damaged_or_foreign_checkpoint_is_one_line(split_folder, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(split_folder), "--out", str(run), *SMALL, "--epochs", "1", "--batch-size", "4"]) == 0

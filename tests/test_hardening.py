@@ -212,6 +212,20 @@ def test_one_class_is_refused(tmp_path, capsys, train_run):
         (tmp_path / "one" / name).rmdir()
     assert train_run(tmp_path / "one", tmp_path / "run", "--epochs", "1") == 1
     assert "one class (red)" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "run")]) == 1  # the scratch recipe
+    out, err = capsys.readouterr()
+    assert "one class (red)" in err and "scratch recipe" not in out  # refused before any recipe is chosen
+
+
+def test_a_split_without_one_readable_image_is_refused_before_training(tmp_path, capsys, train_run):
+    write_images(tmp_path / "data" / "train", 6)
+    for name in ("red", "green", "blue"):
+        (tmp_path / "data" / "val" / name).mkdir(parents=True)
+        (tmp_path / "data" / "val" / name / "z.jpg").write_bytes(b"")
+    assert train_run(tmp_path / "data", tmp_path / "run", "--epochs", "1") == 1
+    err = capsys.readouterr().err
+    assert "none of the 3 images of the val split can be read" in err and "z.jpg" in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder, before an epoch
 
 
 # 10. unreadable images in val/ and test/ are named, in every split, and listed in --json

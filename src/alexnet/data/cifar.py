@@ -205,5 +205,9 @@ def _read(path: Path) -> CifarArrays:
         names = _names(_unpickle(path / "meta"), "fine_label_names", path / "meta")
         label_key, name, test_path = "fine_labels", "CIFAR-100", path / "test"
         train_images, train_labels = _images(t, path / "train"), np.asarray(t[label_key])
-    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, test_path),
-                       np.asarray(test[label_key], dtype=np.int64), names)
+    test_labels = np.asarray(test[label_key], dtype=np.int64)
+    for labels, where in ((train_labels, path), (test_labels, test_path)):
+        if labels.size and not 0 <= labels.min() <= labels.max() < len(names):
+            raise DataError(f"{where}: labels run from {labels.min()} to {labels.max()}, but the meta file names "
+                            f"{len(names)} classes; the batches and the meta file do not belong together")
+    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, test_path), test_labels, names)

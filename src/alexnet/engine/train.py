@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .. import checkpoint
 from ..data import DataError, open_source
 from ..data.augment import DataStats, compute_stats
-from ..data.datasets import SPLIT_SEED, Splits
+from ..data.datasets import SPLIT_SEED, BadSample, FolderSubset, Splits
 from ..data.loading import EpochBatchSampler, collate
 from ..data.mixing import Mixing
 from ..data.transforms import Preprocess
@@ -32,6 +31,7 @@ from ..errors import AlexNetError
 from ..models import AlexNet, AlexNetConfig, get_model, list_models, model_info, parse_model_options
 from ..models.weights import load_state_dict
 from . import distributed, finetune, pipeline, provenance
+from .rundir import prepare_run_dir, release
 from .config import ConfigError, TrainConfig, apply_recipe
 from .scratch import scratch_settings, survey
 from .logging import RunLogger
@@ -56,45 +56,6 @@ class RunInterrupted(Exception):
     @property
     def exit_status(self) -> int:
         return 128 + (self.args[1] if len(self.args) > 1 else 2)  # the shell's convention; SIGINT is 2
-
-
-def prepare_run_dir(cfg: TrainConfig, d: distributed.Dist, in_place: bool = False) -> Path:
-    """The run folder, checked and made. ``in_place``: a resume continuing the run there;
-    anything else (a new run, or one continuing from another's checkpoint) needs a folder
-    that holds no run yet."""
-    # Every rank must use the same folder, so rank 0's choice of default name wins.
-    name = cfg.out or f"runs/{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = Path(distributed.gather_objects(d, name)[0])
-    if d.main:
-        _check_outside_data(cfg, out)
-    if not in_place and d.main:
-        earlier = [n for n in ("last.pt", "best.pt") if (out / "checkpoints" / n).exists()]
-        if earlier:
-            raise RunDirError(f"{out} already holds an earlier run (checkpoints/{earlier[0]}); continue it with --resume, "
-                              "or choose another --out")
-        # No checkpoint: a start that failed or was stopped before its first save. That is
-        # not a run; its leftovers are replaced.
-        try:
-            for stale in [out / "metrics.csv", *(out / "tb").glob("events.out.tfevents.*")]:
-                stale.unlink(missing_ok=True)
-            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=out / "checkpoints"):  # writable, not just present
-                pass
-        except OSError as e:
-            raise RunDirError(f"{out}: cannot write the run folder there ({e.strerror or e}); choose another --out") from None
-    return out
-
-
-def _check_outside_data(cfg: TrainConfig, out: Path) -> None:
-    """A run folder (or cache) inside a data folder would become one of its classes."""
-    data = Path(cfg.data or "").expanduser()
-    if not cfg.data or not data.is_dir():
-        return
-    root = data.resolve()
-    for flag, path in (("--out", out), ("--cache-dir", Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None)):
-        if path is not None and path.resolve().is_relative_to(root):
-            raise RunDirError(f"{flag} {path} is inside --data {cfg.data}; it would be read as data (a class folder) "
-                              f"by the next run; put it outside")
 
 
 def dataset_stats(cfg: TrainConfig, splits: Splits, base: Preprocess, out: Path, d: distributed.Dist,
@@ -138,12 +99,15 @@ def fit(cfg: TrainConfig, explicit: set[str] | None = None, argv: list[str] | No
     d = distributed.setup(cfg.device)
     if cfg.amp == "auto":  # settled once, so config.json and a resume say what ran
         cfg = replace(cfg, amp="bf16" if d.device.type == "cuda" else "off")
+    run = None
     try:
         run = _setup(cfg, resumed, d, arch_given="arch" in explicit, argv=argv,
                      batch_given="batch_size" in explicit)
         _train(run)
         return run.out
     finally:
+        if run is not None:
+            release(run.out)
         distributed.teardown(d)
 
 
@@ -169,6 +133,7 @@ def _scratch(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
     splits = open_source(cfg.data, 224, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels)
+    _check_classes(cfg, splits)
     values, why = scratch_settings(survey(splits))
     if "arch" in explicit:  # the network chosen is used exactly as it is
         values.pop("model_option")
@@ -263,6 +228,16 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, arch_
     model = _network(cfg, ckpt, pretrained, splits)
     _check_input_size(cfg, model, image_size, d.device)
     out = prepare_run_dir(cfg, d, in_place=resumed is not None and resumed.in_place)
+    try:
+        return _setup_in(out, cfg, ckpt, pretrained, splits, model, image_size, d, argv, resumed is not None)
+    except BaseException:
+        release(out)
+        raise
+
+
+def _setup_in(out: Path, cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits, model: AlexNet,
+              image_size: int, d: distributed.Dist, argv: list[str] | None, resumed: bool) -> Run:
+    """The rest of ``_setup``, once the run folder is held."""
     _set_determinism(cfg, d.device)
     caches, preprocess = _preprocessing(cfg, ckpt, pretrained, splits, image_size, out, d)
     plan = finetune.Plan.from_config(cfg.freeze, cfg.unfreeze_schedule)
@@ -287,7 +262,7 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, arch_
     run = Run(cfg, d, out, splits, preprocess, model, net, opt.optimizer, opt.schedule, opt.scaler,
               knobs, opt.sampler, loader, NamingSkips(val_loader, pipeline.SkipReport(report)), progress, totals,
               logger, pipeline.SkipReport(report), plan, opt.ema, bool(ckpt and ckpt.get("best_from_ema")), records)
-    _announce(run, caches, image_size, resumed is not None)
+    _announce(run, caches, image_size, resumed)
     return run
 
 
@@ -329,13 +304,34 @@ def _open_data(cfg: TrainConfig, image_size: int) -> Splits:
         raise ConfigError("digits are upsampled whole to --image-size; drop --resize")
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels,
                          resize=cfg.resize)
-    if len(splits.class_names) < 2:
-        raise DataError(f"{cfg.data}: one class ({splits.class_names[0]}); a classifier learns nothing from one class "
-                        "(every answer is right): add a folder per class, at least two")
+    _check_classes(cfg, splits)
     pipeline.check_fast_paths(cfg, splits)
+    for name in ("train", "val"):
+        _check_some_readable(splits.get(name), name, cfg.data)
     if cfg.strict:
         pipeline.check_all_images(cfg, splits)
     return splits
+
+
+def _check_classes(cfg: TrainConfig, splits: Splits) -> None:
+    if len(splits.class_names) < 2:
+        raise DataError(f"{cfg.data}: one class ({splits.class_names[0]}); a classifier learns nothing from one class "
+                        "(every answer is right): add a folder per class, at least two")
+
+
+def _check_some_readable(split, name: str, data: str) -> None:
+    """A split whose every file is unreadable fails now, not after an epoch of training.
+    Reads files until one opens: usually the first."""
+    if not split or not isinstance(split, FolderSubset):
+        return
+    first = None
+    for i in range(len(split)):
+        item = split[i]
+        if not isinstance(item, BadSample):
+            return
+        first = first or item.reason
+    raise DataError(f"{data}: none of the {len(split)} images of the {name} split can be read (the first: {first}); "
+                    "fix or replace them")
 
 
 def _network(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, splits: Splits) -> AlexNet:
@@ -522,7 +518,10 @@ def _train(run: Run) -> None:
     """Epochs until the end, an early stop, or Ctrl-C (then ``RunInterrupted``)."""
     cfg, d, progress = run.cfg, run.d, run.progress
     if progress.epoch >= cfg.epochs:
-        log(f"nothing left to train: the run has finished all {cfg.epochs} of its epochs (--epochs N extends it)")
+        log(f"nothing left to train: the run has finished all {cfg.epochs} of its epochs" + (
+            f"; its {cfg.schedule} schedule ended with them, so train on in a new run from its weights: "
+            f"alexnet train --weights {run.out / 'checkpoints' / 'best.pt'} --data ... --out NEW"
+            if cfg.schedule in ("cosine", "onecycle") else " (--epochs N extends it)"))
     if progress.position.global_step == 0 and d.main:
         run.logger.images(pipeline.preview(run.loader, run.splits, run.preprocess, run.sampler, pipeline.augment_of(cfg)),
                           run.preprocess.mean, run.preprocess.std, 0)
