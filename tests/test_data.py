@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from alexnet.cli import main
 from alexnet.data import DataError, open_source
+from alexnet.errors import DataWarning
 
 from conftest import write_cifar, write_images
 
@@ -215,3 +218,40 @@ def test_cifar_labels_beyond_the_meta_files_names_are_refused(tmp_path):
         pickle.dump({b"label_names": [b"a", b"b", b"c"]}, f, protocol=2)
     with pytest.raises(DataError, match="labels run from 0 to 9, but the meta file names 3 classes"):
         open_source(str(folder), 32)
+
+
+def test_the_val_images_a_run_held_out_stay_its_val_images_when_files_change(tmp_path, capsys, train_run):
+    import json
+
+    import torch
+
+    from alexnet.data.datasets import file_id
+
+    data, run = tmp_path / "flat", tmp_path / "run"
+    write_images(data, 20, seed=3)  # one folder: val is split off by --val-split
+    assert train_run(data, run, "--val-split", "0.25", "--schedule", "constant") == 0
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    held = set(ckpt["data"]["held_out"])
+    before = open_source(str(data), 32, 0.25)
+    assert {file_id(data, p) for p in before.val.paths} == held and len(held) == 15
+
+    # The user removes a few files (some trained on, one held out) and adds new ones.
+    for p in [*before.train.paths[:5], before.val.paths[0]]:
+        Path(p).unlink()
+    write_images(tmp_path / "more", 3, seed=9)
+    for f in (tmp_path / "more").rglob("*.png"):
+        f.rename(data / f.parent.name / f"new {f.name}")
+    drawn_again = {file_id(data, p) for p in open_source(str(data), 32, 0.25).val.paths}
+    assert drawn_again - held  # drawn afresh, val would now hold images the model trained on
+
+    with pytest.warns(DataWarning, match="1 of the 15 images held out in training are gone"):
+        reopened = open_source(str(data), 32, 0.25, held_out=sorted(held))
+    assert {file_id(data, p) for p in reopened.val.paths} == held - {file_id(data, before.val.paths[0])}
+    assert len(reopened.train) == 45 - 5 + 9  # new files count as training images
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data), "--split", "val",
+                 "--workers", "0", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["images"] == 14
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 0  # a resumed run keeps them too
+    assert "the 14 images held out in training (1 of them gone since)" in capsys.readouterr().out
+    assert set(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["data"]["held_out"]) == held

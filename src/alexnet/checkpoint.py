@@ -162,3 +162,13 @@ def check_metadata(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
 
 def is_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def held_out(ckpt: dict[str, Any] | None) -> list[int] | None:
+    """The ids of the val files a training run split off its folder (``data.Splits.held_out``),
+    or None: a val/ folder, CIFAR or digits, or a checkpoint from before they were recorded."""
+    data = ckpt.get("data") if isinstance(ckpt, dict) else None
+    ids = data.get("held_out") if isinstance(data, dict) else None
+    if isinstance(ids, (list, tuple)) and ids and all(isinstance(k, int) and not isinstance(k, bool) for k in ids):
+        return list(ids)
+    return None

@@ -8,6 +8,7 @@ engine attaches transforms (see ``loading.py``) once it knows the training set's
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ class Splits:
     description: str
     display_names: list[str] | None = None  # readable names where class_names are ids (ImageNet wnids)
     one_folder: bool = False  # a folder of class folders, split here by --val-split
+    # Where val was split off here: ``file_id`` of each val file, so that a checkpoint can
+    # name the images it never trained on even after files are added or removed.
+    held_out: list[int] | None = None
 
     def get(self, name: str) -> Dataset:
         """``train``, ``val``, ``test``, or ``all``: every image of the source, each once."""
@@ -284,6 +288,36 @@ def _check_disjoint(root: Path, folders: dict[str, ClassFolders]) -> None:
                                 "a file must be in one split only")
 
 
+def file_id(root: str | Path, path: str | Path) -> int:
+    """A file's identity within a split folder: 64 bits of a hash of its path relative to
+    ``root`` (the same wherever the folder is moved)."""
+    rel = Path(path).relative_to(root).as_posix()
+    return int.from_bytes(hashlib.blake2b(rel.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "big", signed=True)
+
+
+def _split_folder(base: ImageFolder, val_split: float, held_out: Sequence[int] | None,
+                  where: Path) -> tuple[list[int], list[int], list[int], str]:
+    """train and val indices of ``base``, the val files' ids, and how val was chosen: the
+    images recorded in ``held_out`` (a checkpoint's; files added since go to train), or
+    ``val_split`` of each class drawn with the fixed seed."""
+    ids = [file_id(base.root, p) for p, _ in base.samples]
+    if held_out is None:
+        train_idx, val_idx = split_off_val(base.targets, val_split, where)
+        return train_idx, val_idx, [ids[i] for i in val_idx], f"split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
+    recorded = set(held_out)
+    val_idx = [i for i, k in enumerate(ids) if k in recorded]
+    train_idx = [i for i, k in enumerate(ids) if k not in recorded]
+    gone = len(recorded) - len(val_idx)
+    if not val_idx:
+        raise DataError(f"{where}: holds none of the {len(recorded)} images held out for validation when the model "
+                        "trained (another folder, or they were removed); --split all scores all of it")
+    how = f"val: the {len(val_idx)} images held out in training" + (f" ({gone} of them gone since)" if gone else "")
+    if gone:
+        warnings.warn(f"{where}: {gone} of the {len(recorded)} images held out in training are gone; "
+                      f"val is the {len(val_idx)} left", DataWarning, stacklevel=2)
+    return train_idx, val_idx, list(held_out), how  # the whole record: a file put back is still held out
+
+
 def split_off_val(targets: Sequence[int], val_split: float, where: Path) -> tuple[list[int], list[int]]:
     """Hold out ``val_split`` of each class, with the fixed ``SPLIT_SEED``."""
     if not 0.0 < val_split < 1.0:
@@ -306,7 +340,7 @@ def _photo_preprocess(image_size: int, resize: int | None) -> Preprocess:
 
 def open_folder(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
                 max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True,
-                resize: int | None = None) -> Splits:
+                resize: int | None = None, held_out: Sequence[int] | None = None) -> Splits:
     preprocess = preprocess or _photo_preprocess(image_size, resize)
     dirs = split_folders(root)
     if "train" in dirs:
@@ -323,30 +357,31 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
                     f"only in {name}/: {', '.join(only_other[:5])}" if only_other else "") if x)
                 raise DataError(f"{root}: train/ and {name}/ have different class folders ({diff}); "
                                 "every split needs the same class folders")
+        val_ids = None
         if val is not None:
             splits = [FolderSubset(train, range(len(train))), FolderSubset(val, range(len(val)))]
             how = "train/ val/"
         else:  # e.g. the CIFAR PNG layout, train/ and test/: validation comes out of train/
-            train_idx, val_idx = split_off_val(train.targets, val_split, root / "train")
+            train_idx, val_idx, val_ids, chosen = _split_folder(train, val_split, held_out, root / "train")
             splits = [FolderSubset(train, train_idx), FolderSubset(train, val_idx)]
-            how = f"train/ split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED}) for val"
+            how = f"train/ {chosen}"
         splits.append(FolderSubset(test, range(len(test))) if test else None)
         how += " test/" if test else ""
         classes = train.classes
     else:
         full = _image_folder(root, max_pixels)
         try:
-            train_idx, val_idx = split_off_val(full.targets, val_split, root)
+            train_idx, val_idx, val_ids, chosen = _split_folder(full, val_split, held_out, root)
         except DataError:
             if split_required:
                 raise
-            train_idx, val_idx = list(range(len(full))), []  # scored whole: too few images to split
+            train_idx, val_idx, val_ids, chosen = list(range(len(full))), [], None, "not split"  # scored whole
 
         splits = [FolderSubset(full, train_idx), FolderSubset(full, val_idx), None]
-        how = f"one folder split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
+        how = f"one folder {chosen}"
         classes = full.classes
     return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits), display_names(classes, root),
-                  one_folder="train" not in dirs)
+                  one_folder="train" not in dirs, held_out=val_ids if "val" not in dirs else None)
 
 
 def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,
@@ -371,14 +406,16 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
 def open_source(
     source: str, image_size: int, val_split: float = 0.1, preprocess: Preprocess | None = None, *,
     download: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, split_required: bool = True,
-    resize: int | None = None,
+    resize: int | None = None, held_out: Sequence[int] | None = None,
 ) -> Splits:
     """Open ``--data``: ``digits``, ``cifar10``/``cifar100`` (from the data root, fetched
     with ``download``), a CIFAR pickle folder, or a folder of images. ``preprocess`` (from
     a checkpoint) overrides the source's default. ``max_pixels``: larger images are refused.
     ``split_required=False``: a folder of class folders too small to split is opened whole
     (as train, with an empty val), for scoring all of it. ``resize``: the side photos are
-    resized to before cropping ``image_size`` (digits are always upsampled whole)."""
+    resized to before cropping ``image_size`` (digits are always upsampled whole).
+    ``held_out``: a checkpoint's record of the val files of a folder it split (``Splits.held_out``):
+    val is those files again, whatever was added or removed since."""
     if source == "digits":
         return open_digits(image_size, preprocess)
     if source in NAMED_CIFAR:
@@ -392,4 +429,4 @@ def open_source(
         raise DataError(f"{source}: is a file; --data takes 'digits', 'cifar10', 'cifar100' or a folder of class subfolders")
     if is_cifar_dir(root):
         return open_cifar(root, image_size, val_split, preprocess, resize)
-    return open_folder(root, image_size, val_split, preprocess, max_pixels, split_required, resize)
+    return open_folder(root, image_size, val_split, preprocess, max_pixels, split_required, resize, held_out)

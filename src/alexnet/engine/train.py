@@ -192,7 +192,8 @@ class Run:
             "best_top1": p.best_top1, "epochs_since_best": p.epochs_since_best, "best_from_ema": self.best_from_ema,
             "totals": self.totals.state_dict(), "metrics": p.history[-1] if p.history else {},
             "random_state": random_states, "world": self.d.world, "train_config": asdict(cfg),
-            "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED},
+            "data": {"source": cfg.data, "val_split": cfg.val_split, "split_seed": SPLIT_SEED,
+                     "held_out": self.splits.held_out},
             "provenance": self.provenance,
         })
 
@@ -222,7 +223,7 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, arch_
     image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
-    splits = _open_data(cfg, image_size)
+    splits = _open_data(cfg, image_size, checkpoint.held_out(ckpt))
     if ckpt is None and not batch_given:
         cfg = _batch_for(cfg, len(splits.train), d.world)
     model = _network(cfg, ckpt, pretrained, splits)
@@ -294,8 +295,9 @@ def _pretrained(cfg: TrainConfig, ckpt: dict[str, Any] | None, arch_given: bool)
     return cfg, pretrained
 
 
-def _open_data(cfg: TrainConfig, image_size: int) -> Splits:
-    """--data, checked: at least two classes, the fast paths it allows, and with --strict every file."""
+def _open_data(cfg: TrainConfig, image_size: int, held: list[int] | None = None) -> Splits:
+    """--data, checked: at least two classes, the fast paths it allows, and with --strict every file.
+    ``held``: a resumed run's val files, which stay its val files."""
     if not cfg.data:
         raise ConfigError("--data is required: 'digits' or a folder of images")
     if cfg.resize is not None and cfg.resize < image_size:
@@ -303,7 +305,7 @@ def _open_data(cfg: TrainConfig, image_size: int) -> Splits:
     if cfg.resize not in (None, image_size) and cfg.data == "digits":
         raise ConfigError("digits are upsampled whole to --image-size; drop --resize")
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels,
-                         resize=cfg.resize)
+                         resize=cfg.resize, held_out=held)
     _check_classes(cfg, splits)
     pipeline.check_fast_paths(cfg, splits)
     for name in ("train", "val"):

@@ -45,15 +45,16 @@ def evaluate_checkpoint(
 
     ``split`` defaults to test where the source has one; a folder of class folders is
     scored whole (``all``); else val. ``--split val`` of a folder that was split by
-    ``--val-split`` in training is split again the same way, so its val images are the
-    ones training never saw. ``ten_crop``: the paper's 10-view test; ``tta``: the centre
+    ``--val-split`` in training is the images held out then (the checkpoint names them), so
+    its val images are the ones training never saw even if files were added or removed since. ``ten_crop``: the paper's 10-view test; ``tta``: the centre
     crop and its mirror. Views are averaged as ``engine.loop.mean_softmax`` says. ``on_skipped(text)``
     hears of each unreadable image as it is met.
     """
     ckpt = checkpoint.load(path)
     preprocess = preprocess_of(ckpt, path)
     val_split = ckpt["data"].get("val_split", 0.1) if isinstance(ckpt.get("data"), dict) else 0.1
-    splits = open_source(data, preprocess.crop, val_split, preprocess=preprocess, split_required=split in ("train", "val"))
+    splits = open_source(data, preprocess.crop, val_split, preprocess=preprocess, split_required=split in ("train", "val"),
+                         held_out=checkpoint.held_out(ckpt))
     if list(splits.class_names) != list(ckpt["class_names"]):
         raise DataError(
             f"{data} has classes {_short(splits.class_names)} but {path} was trained on "

@@ -47,13 +47,15 @@ class LoadedModel:
     val_split: float
     description: str
     data_source: str | None = None  # what the model was trained on, where known
+    held_out: list[int] | None = None  # the val files its training split off (checkpoint.held_out)
 
 
 def load_checkpoint_model(path: str | os.PathLike) -> LoadedModel:
     ckpt = checkpoint.load(path)
     return LoadedModel(model_from_checkpoint(ckpt).eval(), Preprocess.from_dict(ckpt["preprocess"]),
                        list(ckpt["class_names"]), ckpt.get("display_names"), ckpt["data"]["val_split"],
-                       f"{path} ({ckpt.get('arch', '?')}, epoch {ckpt.get('epoch', '?')})", ckpt["data"]["source"])
+                       f"{path} ({ckpt.get('arch', '?')}, epoch {ckpt.get('epoch', '?')})", ckpt["data"]["source"],
+                       checkpoint.held_out(ckpt))
 
 
 def load_weights_model(weights: str) -> LoadedModel:
@@ -65,7 +67,7 @@ def load_weights_model(weights: str) -> LoadedModel:
 
 def open_data(m: LoadedModel, data: str) -> Splits:
     """``data`` with the model's preprocessing; its classes must be the model's."""
-    splits = open_source(data, m.preprocess.crop, m.val_split, preprocess=m.preprocess)
+    splits = open_source(data, m.preprocess.crop, m.val_split, preprocess=m.preprocess, held_out=m.held_out)
     if list(m.class_names) not in (list(splits.class_names), list(splits.display_names or [])):
         shown = ", ".join(splits.class_names[:5]) + (" ..." if len(splits.class_names) > 5 else "")
         raise DataError(f"{data} has classes [{shown}] but the model predicts {len(m.class_names)} others "
