@@ -255,3 +255,16 @@ def test_the_val_images_a_run_held_out_stay_its_val_images_when_files_change(tmp
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 0  # a resumed run keeps them too
     assert "the 14 images held out in training (1 of them gone since)" in capsys.readouterr().out
     assert set(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["data"]["held_out"]) == held
+
+
+def test_small_classes_get_a_val_split_that_says_what_would_work(tmp_path):
+    from alexnet.data.datasets import split_off_val
+
+    pairs = [c for c in range(300) for _ in range(2)]  # 300 classes of 2 images
+    with pytest.raises(DataError, match=r"2 in the smallest class\); --val-split 0.5 holds out one of each"):
+        split_off_val(pairs, 0.1, tmp_path)
+    train, val = split_off_val(pairs, 0.5, tmp_path)
+    assert len(train) == len(val) == 300
+    names = ["big", "small"]
+    with pytest.warns(DataWarning, match=r"1 class\(es\) with no val image \(small: too few images\)"):
+        split_off_val([0] * 20 + [1] * 3, 0.1, tmp_path, names)

@@ -302,7 +302,7 @@ def _split_folder(base: ImageFolder, val_split: float, held_out: Sequence[int] |
     ``val_split`` of each class drawn with the fixed seed."""
     ids = [file_id(base.root, p) for p, _ in base.samples]
     if held_out is None:
-        train_idx, val_idx = split_off_val(base.targets, val_split, where)
+        train_idx, val_idx = split_off_val(base.targets, val_split, where, base.classes)
         return train_idx, val_idx, [ids[i] for i in val_idx], f"split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
     recorded = set(held_out)
     val_idx = [i for i, k in enumerate(ids) if k in recorded]
@@ -318,13 +318,27 @@ def _split_folder(base: ImageFolder, val_split: float, held_out: Sequence[int] |
     return train_idx, val_idx, list(held_out), how  # the whole record: a file put back is still held out
 
 
-def split_off_val(targets: Sequence[int], val_split: float, where: Path) -> tuple[list[int], list[int]]:
-    """Hold out ``val_split`` of each class, with the fixed ``SPLIT_SEED``."""
+def split_off_val(targets: Sequence[int], val_split: float, where: Path,
+                  names: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """Hold out ``val_split`` of each class, with the fixed ``SPLIT_SEED``. Each class's share
+    is rounded on its own, so a small class may have no val image (a warning) or none at
+    all may (an error that says which ``--val-split`` would work)."""
     if not 0.0 < val_split < 1.0:
         raise DataError(f"--val-split must be between 0 and 1 to split {where}, got {val_split}")
     train_idx, val_idx = stratified_split(targets, (1.0 - val_split, val_split))
+    counts = np.bincount(np.asarray(targets, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if len(targets) else 0
     if not train_idx or not val_idx:
-        raise DataError(f"{where}: too few images ({len(targets)}) to split off {val_split:.0%} for validation")
+        hint = f"; --val-split {1 / smallest:.2g} holds out one of each, or make a val/ folder" if smallest >= 2 else ""
+        raise DataError(f"{where}: too few images to split off {val_split:.0%} for validation ({len(targets)} images, "
+                        f"{smallest} in the smallest class){hint}")
+    for part, idx in (("val", val_idx), ("train", train_idx)):
+        missing = sorted(set(np.flatnonzero(counts).tolist()) - {int(targets[i]) for i in idx})
+        if missing:
+            shown = ", ".join((names[c] if names else str(c)) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            warnings.warn(f"{where}: --val-split {val_split:g} leaves {len(missing)} class(es) with no {part} image "
+                          f"({shown}: too few images); {'their accuracy is not measured' if part == 'val' else 'they are never learned'}"
+                          "; a val/ folder or another --val-split fixes it", DataWarning, stacklevel=2)
     return train_idx, val_idx
 
 
@@ -388,7 +402,7 @@ def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Prepro
                resize: int | None = None) -> Splits:
     """CIFAR-10/100 pickles: val is held out of the training batches, test is the test batch."""
     c = read_cifar(root)
-    train_idx, val_idx = split_off_val(c.train_labels, val_split, root)
+    train_idx, val_idx = split_off_val(c.train_labels, val_split, root, c.class_names)
     splits = [
         ArrayImages(c.train_images[train_idx], c.train_labels[train_idx]),
         ArrayImages(c.train_images[val_idx], c.train_labels[val_idx]),
