@@ -268,3 +268,18 @@ def test_small_classes_get_a_val_split_that_says_what_would_work(tmp_path):
     names = ["big", "small"]
     with pytest.warns(DataWarning, match=r"1 class\(es\) with no val image \(small: too few images\)"):
         split_off_val([0] * 20 + [1] * 3, 0.1, tmp_path, names)
+
+
+def test_folders_beside_train_are_never_dropped_silently(tmp_path):
+    write_images(tmp_path / "vehicles", 4)  # classes red, green, blue ...
+    write_images(tmp_path / "loose", 4)
+    (tmp_path / "vehicles" / "train").mkdir()  # ... and a class of trains, its images loose
+    for f in (tmp_path / "loose" / "red").iterdir():
+        f.rename(tmp_path / "vehicles" / "train" / f.name)
+    with pytest.raises(DataError, match=r"train/ is read as the training split, but it holds images, not class "
+                                        r"folders, and blue/, green/, red/ beside it look like classes"):
+        open_source(str(tmp_path / "vehicles"), 32)
+    write_images(tmp_path / "split" / "train", 4)
+    write_images(tmp_path / "split" / "extra", 2)
+    with pytest.warns(DataWarning, match=r"extra/ beside train/ is not read"):
+        assert len(open_source(str(tmp_path / "split"), 32, val_split=0.25).train) == 9

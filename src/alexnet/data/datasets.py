@@ -277,6 +277,22 @@ def split_folders(root: Path) -> dict[str, Path]:
     return found
 
 
+def _check_beside_splits(root: Path, dirs: dict[str, Path]) -> None:
+    """Folders beside train/ are not read: an error where they look like the classes and
+    train/ like one of them (it holds images, not class folders), else a warning."""
+    split_names = {p.name for p in dirs.values()}
+    others = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name) and e.name not in split_names)
+    if not others:
+        return
+    shown = ", ".join(f"{n}/" for n in others[:5]) + (" ..." if len(others) > 5 else "")
+    train = dirs["train"]
+    if not any(e.is_dir() and not is_hidden(e.name) for e in os.scandir(train)):
+        raise DataError(f"{root}: {train.name}/ is read as the training split, but it holds images, not class folders, "
+                        f"and {shown} beside it look like classes; if {train.name} is a class, rename its folder")
+    warnings.warn(f"{root}: {shown} beside {train.name}/ {'are' if len(others) > 1 else 'is'} not read "
+                  "(with a train/ folder only train/, val/ and test/ are)", DataWarning, stacklevel=3)
+
+
 def _check_disjoint(root: Path, folders: dict[str, ClassFolders]) -> None:
     """A file reached from two splits (a symlink, a copy by hard link of the path) would be
     trained on and scored: refuse."""
@@ -358,6 +374,7 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
     preprocess = preprocess or _photo_preprocess(image_size, resize)
     dirs = split_folders(root)
     if "train" in dirs:
+        _check_beside_splits(root, dirs)
         train = _image_folder(dirs["train"], max_pixels, root)
         val = _image_folder(dirs["val"], max_pixels, root) if "val" in dirs else None
         test = _image_folder(dirs["test"], max_pixels, root) if "test" in dirs else None
