@@ -44,6 +44,12 @@ def test_jpegs_travel_as_bytes_and_the_rest_as_decoded_squares(tmp_path):
     assert read_for_device(str(root / "red" / "photo.png"), 37).shape == (37, 37, 3)
     with pytest.raises(ImageReadError, match="over the limit"):
         read_for_device(str(root / "red" / "wide.jpg"), 37, max_pixels=1000)
+    turned = Image.Exif()
+    turned[0x0112] = 6  # a phone's portrait photo, stored on its side
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(root / "red" / "turned.jpg", exif=turned)
+    Image.fromarray(np.zeros((2, 400, 3), np.uint8)).save(root / "red" / "strip.jpg")
+    assert read_for_device(str(root / "red" / "turned.jpg"), 37).shape == (37, 37, 3)  # upright, by Pillow
+    assert read_for_device(str(root / "red" / "strip.jpg"), 37).shape == (37, 37, 3)  # its centre, by Pillow
 
 
 @pytest.mark.parametrize("train", [True, False])

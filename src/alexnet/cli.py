@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -800,6 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlexNetError as e:
         print(f"alexnet {command}: error: {printable(str(e))}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _reader_left()
     except OSError as e:
         if e.errno not in _WRITE_ERRNOS or not e.filename:
             raise
@@ -808,6 +811,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"alexnet {command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_left() -> int:
+    """stdout's reader closed the pipe (``alexnet predict ... | head``): nothing more can be
+    said there, so end quietly, with the status of a program that SIGPIPE ended (128 + 13).
+    stdout becomes /dev/null first, or Python's flush of it at exit fails a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor: nothing to flush
+        pass
+    return 141
 
 
 if __name__ == "__main__":

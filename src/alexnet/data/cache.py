@@ -35,7 +35,7 @@ from .transforms import square_transform
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when what is stored changes (the resize, the loader)
+CACHE_VERSION = 2  # bump when what is stored changes (the resize, the loader)
 
 
 def default_cache_dir() -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..errors import AlexNetError
 
@@ -77,6 +77,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def decoded_rgb(image: Image.Image) -> Image.Image:
+    """An opened image (its header checked) decoded to 8-bit RGB, upright as viewers show it.
+
+    Cameras and phones store a photo as the sensor read it and tag how to turn it (the EXIF
+    Orientation): without the turn, a portrait photo trains and predicts lying on its side.
+    """
+    image.load()
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception:  # noqa: BLE001 - an EXIF block Pillow cannot parse: the pixels as stored
+        pass
+    return to_rgb(image)
+
+
+def _missing(path: str | Path) -> str:
+    if os.path.islink(path):
+        return f"broken symbolic link (to {os.readlink(path)})"
+    return "no such file"
+
+
 class ImageReadError(AlexNetError):
     """An image file that cannot be used: empty, not an image, corrupt, truncated or too large."""
 
@@ -99,17 +119,19 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
             raise ImageReadError(path, "empty file (0 bytes)")
         with warnings.catch_warnings(), pillow_allows(max_pixels):
             warnings.simplefilter("ignore")  # Pillow's "possibly corrupt EXIF" and the like
-            with Image.open(path) as image:
+            # A file object, not the path: Pillow memory-maps an uncompressed image opened by
+            # path, and (11 to 13 at least) maps a TIFF turned by its Orientation tag at the
+            # turned size, scrambling the pixels.
+            with open(path, "rb") as f, Image.open(f) as image:
                 w, h = image.size  # from the header: nothing decoded yet
                 if max_pixels and w * h > max_pixels:
                     raise ImageReadError(path, f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                                          "(a decompression bomb?); raise --max-image-pixels if the image is genuine")
-                image.load()
-                return to_rgb(image)
+                return decoded_rgb(image)
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
+        raise ImageReadError(path, _missing(path)) from None
     except Image.DecompressionBombError:  # Pillow's own check, left on: the image is over ours too
         raise ImageReadError(path, f"over the limit of {max_pixels:,} pixels (a decompression bomb?); "
                              "raise --max-image-pixels if the image is genuine") from None

@@ -35,7 +35,9 @@ from .datasets import BadSample, FolderSubset
 from .fast import Crops, Finish, cut_torch
 from .images import DEFAULT_MAX_PIXELS, ImageReadError, load_rgb, pillow_allows
 from .loading import Batch, ignore_sigint
-from .transforms import Preprocess, square_transform
+from .transforms import MAX_ASPECT, Preprocess, square_transform
+
+ORIENTATION = 0x0112  # the EXIF tag; 1 is upright
 
 
 def read_for_device(path: str, size: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
@@ -47,7 +49,11 @@ def read_for_device(path: str, size: int, max_pixels: int | None = DEFAULT_MAX_P
             data = f.read()
         with pillow_allows(max_pixels), Image.open(io.BytesIO(data)) as image:  # parses the header only
             w, h = image.size
-            if image.format == "JPEG" and image.mode in ("RGB", "L") and not (max_pixels and w * h > max_pixels):
+            # The device decodes plain JPEGs only: one turned by its EXIF Orientation, or too
+            # thin to resize whole (transforms.MAX_ASPECT), goes the Pillow way below.
+            upright = image.getexif().get(ORIENTATION, 1) == 1
+            if (image.format == "JPEG" and image.mode in ("RGB", "L") and upright and max(w, h) <= MAX_ASPECT * min(w, h)
+                    and not (max_pixels and w * h > max_pixels)):
                 return torch.frombuffer(bytearray(data), dtype=torch.uint8)
     except Exception:  # noqa: BLE001 - load_rgb below names what is wrong
         pass

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
 from ..models.preprocess import Preprocess  # imported from here too, as before it moved
 from .augment import Augment, Lighting, colour_policy
@@ -22,11 +25,32 @@ def _to_float() -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
 
 
+# Resizing the shorter side first makes a 40000x1 strip 5.8 million pixels long at 146 px:
+# gigabytes for one image. Longer than this many times its width, an image is cut to its
+# central part of that shape before the resize. Only the centre is ever used (the corners of
+# ten-crop excepted), so the crops are those of the whole image, up to resampling.
+MAX_ASPECT = 16
+
+
+def central_part(image: Any) -> Any:
+    """``image`` (PIL or tensor), or, if its long side is over ``MAX_ASPECT`` times its short
+    side, its central part with a long side of exactly that: bounded memory for any shape."""
+    h, w = TF.get_size(image)
+    most = MAX_ASPECT * min(h, w)
+    if max(h, w) <= most:
+        return image
+    return TF.center_crop(image, [min(h, most), min(w, most)])
+
+
+def _shorter_side(size: int) -> list:
+    return [T.RGB(), central_part, T.Resize(size, antialias=True)]
+
+
 def square_transform(size: int) -> T.Compose:
     """The paper's first step: the shorter side to ``size``, then the central ``size`` square.
     Statistics are taken on it, every training crop is cut from it, and the image cache
     stores it."""
-    return T.Compose([T.RGB(), T.Resize(size, antialias=True), T.CenterCrop(size)])
+    return T.Compose([*_shorter_side(size), T.CenterCrop(size)])
 
 
 def _square(p: Preprocess) -> list:
@@ -47,12 +71,12 @@ def stats_transform(p: Preprocess) -> T.Compose:
 def eval_transform(p: Preprocess) -> T.Compose:
     if p.mean_image is not None:
         return T.Compose([*_square(p), *_to_float(), *_normalize(p), T.CenterCrop(p.crop)])
-    return T.Compose([T.RGB(), T.Resize(p.resize, antialias=True), T.CenterCrop(p.crop), *_to_float(), *_normalize(p)])
+    return T.Compose([*_shorter_side(p.resize), T.CenterCrop(p.crop), *_to_float(), *_normalize(p)])
 
 
 def ten_crop_transform(p: Preprocess) -> T.Compose:
     """The paper's test-time views: 4 corners and centre, and their mirrors -> ``(10, 3, crop, crop)``."""
-    size = _square(p) if p.mean_image is not None else [T.RGB(), T.Resize(p.resize, antialias=True)]
+    size = _square(p) if p.mean_image is not None else _shorter_side(p.resize)
     return T.Compose([*size, *_to_float(), *_normalize(p), T.TenCrop(p.crop), _stack_views])
 
 

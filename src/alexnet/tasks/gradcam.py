@@ -85,7 +85,9 @@ def network_view(image: Image.Image, size: int, resize: int) -> Image.Image:
     """The centre crop the network sees, as a picture: shorter side to ``resize``, crop ``size``."""
     from torchvision.transforms import v2 as T
 
-    return T.Compose([T.Resize(resize), T.CenterCrop(size)])(image.convert("RGB"))
+    from ..data.transforms import central_part
+
+    return T.Compose([central_part, T.Resize(resize), T.CenterCrop(size)])(image.convert("RGB"))
 
 
 def explain_files(predictor, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[tuple[str, Path | str]]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import DEFAULT_MAX_PIXELS, load_rgb, pillow_allows, to_rgb
+from ..data.images import DEFAULT_MAX_PIXELS, decoded_rgb, load_rgb, pillow_allows, to_rgb
 from ..errors import AlexNetError
 
 
@@ -67,8 +67,7 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Im
                 if max_pixels and w * h > max_pixels:
                     raise InputError(f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                                      "(a decompression bomb?)", status=413)
-                image.load()
-                return to_rgb(image)
+                return decoded_rgb(image)
     except InputError:
         raise
     except Image.DecompressionBombError:  # Pillow's own check, left on: the image is over ours too

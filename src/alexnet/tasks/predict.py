@@ -158,14 +158,15 @@ def gather_images(items: Sequence[str]) -> tuple[list[str], list[Prediction]]:
         if os.path.isfile(item):
             found.append(item)
         elif os.path.isdir(item):
-            images = _images_under(item)
+            known = len(problems)
+            images = _images_under(item, problems)
             found += images
-            if not images:
+            if not images and len(problems) == known:
                 problems.append(Prediction(item, [], error="folder holds no image files"))
         elif glob.has_magic(item):
             matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
-            images = [m for m in matches if os.path.isfile(m) and is_image_file(m)]
-            images += [f for m in matches if os.path.isdir(m) for f in _images_under(m)]
+            images = [m for m in matches if _file_or_link(m) and is_image_file(m)]
+            images += [f for m in matches if os.path.isdir(m) for f in _images_under(m, problems)]
             found += images
             if not images:
                 problems.append(Prediction(item, [], error="pattern matches no image files"))
@@ -174,7 +175,35 @@ def gather_images(items: Sequence[str]) -> tuple[list[str], list[Prediction]]:
     return list(dict.fromkeys(found)), problems  # a file named twice is predicted once
 
 
-def _images_under(folder: str) -> list[str]:
-    """Image files under ``folder``, but not in hidden or system folders (.ipynb_checkpoints, __MACOSX)."""
-    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p.name)
-                  and not any(is_hidden(part) for part in p.relative_to(folder).parts))
+def _images_under(folder: str, problems: list[Prediction]) -> list[str]:
+    """Image files under ``folder``: symlinked folders followed, as ``train`` does, each real
+    folder once (a link loop ends); hidden and system folders (.ipynb_checkpoints,
+    __MACOSX) skipped. A link that leads nowhere is kept, so that it is reported as an image
+    that cannot be read; a folder that cannot be listed is added to ``problems``."""
+    images: list[str] = []
+    seen: set[str] = set()
+    stack = [folder]
+    while stack:
+        top = stack.pop()
+        real = os.path.realpath(top)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = list(os.scandir(top))
+        except OSError as e:
+            problems.append(Prediction(top, [], error=f"cannot read folder: {e.strerror}"))
+            continue
+        for e in entries:
+            if is_hidden(e.name):
+                continue
+            if e.is_dir():
+                stack.append(e.path)
+            elif is_image_file(e.name) and _file_or_link(e.path):
+                images.append(e.path)
+    return sorted(images)
+
+
+def _file_or_link(path: str) -> bool:
+    """A file, or a link that is not to a folder: one that leads nowhere is read, and reported."""
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.isdir(path))
