@@ -218,6 +218,15 @@ def test_cifar_labels_beyond_the_meta_files_names_are_refused(tmp_path):
         pickle.dump({b"label_names": [b"a", b"b", b"c"]}, f, protocol=2)
     with pytest.raises(DataError, match="labels run from 0 to 9, but the meta file names 3 classes"):
         open_source(str(folder), 32)
+    folder = write_cifar(tmp_path / "other" / "cifar-10-batches-py")
+    for labels, message in ((["0"] * 20, "not one whole number per image"), ([0] * 21, r"\(20 images, labels of shape \(21,\)"),
+                            ([1.7] * 20, "type float64")):
+        with open(folder / "data_batch_2", "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        with open(folder / "data_batch_2", "wb") as f:
+            pickle.dump({**batch, b"labels": labels}, f, protocol=2)
+        with pytest.raises(DataError, match=message):
+            open_source(str(folder), 32)
 
 
 def test_the_val_images_a_run_held_out_stay_its_val_images_when_files_change(tmp_path, capsys, train_run):

@@ -501,3 +501,10 @@ def test_predict_skips_hidden_and_system_folders(trained, tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(best), "--json", str(photos)]) == 0
     paths = [p["path"] for p in json.loads(capsys.readouterr().out)["predictions"]]
     assert len(paths) == 3 and not any("ipynb" in p or "MACOSX" in p for p in paths)
+
+
+def test_file_names_that_are_not_utf8_train(tmp_path, train_run):
+    write_images(tmp_path / "data", 4)
+    for f in (tmp_path / "data").rglob("*.png"):  # names from a Latin-1 system: undecodable bytes
+        os.rename(bytes(f), bytes(f.parent) + b"/\xff\xfe" + f.name.encode())
+    assert train_run(tmp_path / "data", tmp_path / "run", "--val-split", "0.25") == 0

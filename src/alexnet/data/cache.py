@@ -79,7 +79,8 @@ def fingerprint(paths: list[str], size: int) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION} size={size}\n".encode())
     for path in paths:
         st = os.stat(path)
-        h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        # surrogateescape: file names that are not UTF-8 (bytes from another system) hash as their bytes
+        h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -133,7 +134,7 @@ def cache_split(dataset: Dataset, size: int, name: str, cache_dir: Path | None =
     cache_dir = Path(cache_dir or default_cache_dir())
     # One place per (data folder, split, side): a changed dataset replaces its stale cache
     # instead of leaving it behind.
-    where = hashlib.sha1(str(dataset.root.resolve()).encode()).hexdigest()[:10]
+    where = hashlib.sha1(str(dataset.root.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:10]
     stem = cache_dir / f"{name}-{size}px-{where}"
     index_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".u8")
     key = fingerprint(dataset.paths, size)

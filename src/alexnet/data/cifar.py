@@ -191,23 +191,29 @@ def _read(path: Path) -> CifarArrays:
         batches = [path / b for b in CIFAR10_TRAIN if (path / b).is_file()]
         if not batches:
             raise DataError(f"{path}: has test_batch but no data_batch_1..5")
-        train = [_unpickle(b) for b in batches]
-        test = _unpickle(path / "test_batch")
         names = _names(_unpickle(path / "batches.meta"), "label_names", path / "batches.meta") \
             if (path / "batches.meta").is_file() \
             else [str(i) for i in range(10)]
         label_key, name, test_path = "labels", "CIFAR-10", path / "test_batch"
-        train_images = np.concatenate([_images(b, p) for b, p in zip(train, batches)])
-        train_labels = np.concatenate([np.asarray(b[label_key]) for b in train])
     else:  # CIFAR-100: one train file, one test file, meta with fine and coarse names
-        t = _unpickle(path / "train")
-        test = _unpickle(path / "test")
+        batches = [path / "train"]
         names = _names(_unpickle(path / "meta"), "fine_label_names", path / "meta")
         label_key, name, test_path = "fine_labels", "CIFAR-100", path / "test"
-        train_images, train_labels = _images(t, path / "train"), np.asarray(t[label_key])
-    test_labels = np.asarray(test[label_key], dtype=np.int64)
-    for labels, where in ((train_labels, path), (test_labels, test_path)):
-        if labels.size and not 0 <= labels.min() <= labels.max() < len(names):
-            raise DataError(f"{where}: labels run from {labels.min()} to {labels.max()}, but the meta file names "
-                            f"{len(names)} classes; the batches and the meta file do not belong together")
-    return CifarArrays(name, train_images, train_labels.astype(np.int64), _images(test, test_path), test_labels, names)
+    train = [_batch(b, label_key, len(names)) for b in batches]
+    test_images, test_labels = _batch(test_path, label_key, len(names))
+    return CifarArrays(name, np.concatenate([i for i, _ in train]), np.concatenate([t for _, t in train]),
+                       test_images, test_labels, names)
+
+
+def _batch(path: Path, label_key: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file's images and labels, checked against each other and the class names."""
+    batch = _unpickle(path)
+    images = _images(batch, path)
+    labels = np.asarray(batch[label_key])
+    if labels.ndim != 1 or len(labels) != len(images) or (labels.size and labels.dtype.kind not in "iu"):
+        raise DataError(f"{path}: '{label_key}' is not one whole number per image ({len(images)} images, "
+                        f"labels of shape {labels.shape} and type {labels.dtype})")
+    if labels.size and not 0 <= labels.min() <= labels.max() < classes:
+        raise DataError(f"{path}: labels run from {labels.min()} to {labels.max()}, but the meta file names "
+                        f"{classes} classes; the batches and the meta file do not belong together")
+    return images, labels.astype(np.int64)
