@@ -31,6 +31,8 @@ TARGETS = {"flowers_128": (0.85, 45, "val"), "imagenette_small": (0.75, 60, "val
            "cifar-10-batches-py": (0.70, 45, "test"), "cifar10_partial": (0.70, 45, "test"), "digits": (0.98, 10, "test")}
 ALEXNET = [sys.executable, "-m", "alexnet"]  # the command line; the tests put a stand-in here
 POLL_S = 2.0  # seconds between looks at metrics.csv
+# `alexnet train` flags the script sets itself, or that would make the run another than the one it reads back.
+OWN_FLAGS = {"--data", "--out", "--recipe", "--resume", "--config"}
 
 
 class Failed(Exception):
@@ -47,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="run folder (default: a new temporary folder)")
     ap.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then more `alexnet train` flags")
     args = ap.parse_args(argv)
+    owned = sorted({a.split("=")[0] for a in args.train_args} & OWN_FLAGS)
+    if owned:
+        print(f"time_to_accuracy: {', '.join(owned)} after -- would train something other than what is measured; "
+              "give --data, --recipe and --out to this script (a new run; no --resume or --config)", file=sys.stderr)
+        return 2
     if args.out is not None and (held := earlier_run(Path(args.out))):
         print(f"time_to_accuracy: --out {args.out} already holds {held}; choose another --out "
               "(the measurement is of a new run)", file=sys.stderr)

@@ -353,3 +353,8 @@ def test_time_to_accuracy_script_refuses_a_stale_out_and_a_bad_train_flag(tmp_pa
                         "--", "--no-such-flag"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]  # argparse's status, passed on
     assert json_lines(r.stdout) == [] and "training failed (2)" in r.stderr and "--no-such-flag" in r.stderr
+    for flag in ("--out=elsewhere", "--data"):  # a run other than the one measured: refused before it starts
+        r = subprocess.run([sys.executable, str(script), "--data", "digits", "--out", str(tmp_path / "d"), "--", flag, "x"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == "" and "would train something other" in r.stderr
+        assert not (tmp_path / "d").exists()

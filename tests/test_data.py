@@ -63,6 +63,10 @@ def test_small_images_in_a_folder_are_used_whole_like_the_pickles(tmp_path, caps
                  "--image-size", "48", "--epochs", "1", "--workers", "0", "--model-option", "widths=8,16,16,16,16",
                  "--model-option", "hidden=32"]) == 0  # a size of one's own crops from the square made for it
     assert "preprocessing 55->48" in capsys.readouterr().out
+    assert main(["train", "--data", str(tmp_path / "png"), "--out", str(tmp_path / "at32"), "--recipe", "scratch",
+                 "--image-size", "32", "--epochs", "1", "--workers", "0", "--model-option", "widths=8,16,16,16,16",
+                 "--model-option", "hidden=32"]) == 0  # the recipe's own size, given: the recipe's square
+    assert "preprocessing 32->32" in capsys.readouterr().out
     assert open_source(str(tmp_path / "png"), 32, resize=40).preprocess.resize == 40
     assert open_source(str(folder), 32, resize=40).preprocess.resize == 40  # a pickle folder takes it too
     for args, message in ((["--data", str(folder), "--image-size", "32", "--resize", "30"], "--resize 30 is smaller"),
@@ -292,3 +296,47 @@ def test_folders_beside_train_are_never_dropped_silently(tmp_path):
     write_images(tmp_path / "split" / "extra", 2)
     with pytest.warns(DataWarning, match=r"extra/ beside train/ is not read"):
         assert len(open_source(str(tmp_path / "split"), 32, val_split=0.25).train) == 9
+
+
+def test_held_out_files_follow_the_weights_and_never_block_another_folder(tmp_path, capsys, train_run):
+    import torch
+
+    data, run = tmp_path / "flat", tmp_path / "run"
+    write_images(data, 8, seed=3)
+    assert train_run(data, run, "--val-split", "0.25") == 0
+    held = torch.load(run / "checkpoints" / "best.pt", weights_only=False)["data"]["held_out"]
+    write_images(tmp_path / "more", 4, seed=9)  # photos added, then a new run from the weights
+    for f in (tmp_path / "more").rglob("*.png"):
+        f.rename(data / f.parent.name / f"new {f.name}")
+    assert main(["train", "--weights", str(run / "checkpoints" / "best.pt"), "--data", str(data), "--out",
+                 str(tmp_path / "next"), "--epochs", "1", "--batch-size", "8", "--workers", "0", "--val-split", "0.25"]) == 0
+    assert torch.load(tmp_path / "next" / "checkpoints" / "best.pt", weights_only=False)["data"]["held_out"] == held
+
+    other = tmp_path / "other"  # another folder with the same classes, in a train/ + test/ layout
+    write_images(other / "train", 4, seed=5)
+    write_images(other / "test", 2, seed=6)
+    for f in (other / "train").rglob("*.png"):  # files are known by their path in the folder: other names here
+        f.rename(f.with_name(f"o{f.name}"))
+    for split in ("test", "all"):
+        assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(other),
+                     "--split", split, "--workers", "0"]) == 0
+    with pytest.warns(DataWarning, match="none of the 6 images held out when the model trained is here"):
+        assert len(open_source(str(other), 32, 0.25, held_out=held).val) == 3
+
+
+def test_resize_with_weights_keeps_their_statistics_and_refuses_what_cannot_work(tmp_path, capsys, train_run):
+    import torch
+
+    data = tmp_path / "flat"
+    write_images(data, 8, seed=3)
+    assert train_run(data, tmp_path / "run", "--val-split", "0.25") == 0
+    weights = str(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert train_run(data, tmp_path / "ft", "--weights", weights, "--resize", "48", "--val-split", "0.25") == 0
+    mine, theirs = (torch.load(p, weights_only=False)["preprocess"] for p in (tmp_path / "ft" / "checkpoints" / "best.pt", weights))
+    assert mine["resize"] == 48 and mine["eigvec"] == theirs["eigvec"] and mine["stats_from"] == theirs["stats_from"]
+    assert train_run(data, tmp_path / "img", "--normalize", "image", "--val-split", "0.25") == 0
+    assert train_run(data, tmp_path / "no", "--weights", str(tmp_path / "img" / "checkpoints" / "best.pt"),
+                     "--resize", "48", "--val-split", "0.25") == 1
+    assert "subtract a 37 px mean image" in capsys.readouterr().err
+    assert train_run(data, tmp_path / "no", "--resize", "100000") == 1
+    assert "over --max-image-pixels" in capsys.readouterr().err

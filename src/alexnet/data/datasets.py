@@ -317,16 +317,17 @@ def _split_folder(base: ImageFolder, val_split: float, held_out: Sequence[int] |
     images recorded in ``held_out`` (a checkpoint's; files added since go to train), or
     ``val_split`` of each class drawn with the fixed seed."""
     ids = [file_id(base.root, p) for p, _ in base.samples]
-    if held_out is None:
+    recorded = set(held_out or ())
+    val_idx = [i for i, k in enumerate(ids) if k in recorded]
+    if not val_idx:  # nothing recorded, or another folder (with the same classes): drawn here
+        if recorded:
+            warnings.warn(f"{where}: none of the {len(recorded)} images held out when the model trained is here, so "
+                          "val is drawn afresh; if this is the folder it trained on, val may hold images it trained on",
+                          DataWarning, stacklevel=2)
         train_idx, val_idx = split_off_val(base.targets, val_split, where, base.classes)
         return train_idx, val_idx, [ids[i] for i in val_idx], f"split {1 - val_split:.0%}/{val_split:.0%} (seed {SPLIT_SEED})"
-    recorded = set(held_out)
-    val_idx = [i for i, k in enumerate(ids) if k in recorded]
     train_idx = [i for i, k in enumerate(ids) if k not in recorded]
     gone = len(recorded) - len(val_idx)
-    if not val_idx:
-        raise DataError(f"{where}: holds none of the {len(recorded)} images held out for validation when the model "
-                        "trained (another folder, or they were removed); --split all scores all of it")
     how = f"val: the {len(val_idx)} images held out in training" + (f" ({gone} of them gone since)" if gone else "")
     if gone:
         warnings.warn(f"{where}: {gone} of the {len(recorded)} images held out in training are gone; "

@@ -137,7 +137,7 @@ def _scratch(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     values, why = scratch_settings(survey(splits))
     if "arch" in explicit:  # the network chosen is used exactly as it is
         values.pop("model_option")
-    if "image_size" in explicit:  # the square to crop from follows the size given
+    if "image_size" in explicit and cfg.image_size != values["image_size"]:  # a size of one's own: its own square
         values.pop("resize", None)
     given = sorted(k for k in values if k in explicit and getattr(cfg, k) != values[k])
     if given:
@@ -223,7 +223,7 @@ def _setup(cfg: TrainConfig, resumed: Resumed | None, d: distributed.Dist, arch_
     image_size = cfg.image_size or (pretrained.preprocess.crop if pretrained else model_info(cfg.arch).image_size)
     # Everything that can be wrong with the data or the model is found before the run
     # folder is made, so a typo leaves nothing behind.
-    splits = _open_data(cfg, image_size, checkpoint.held_out(ckpt))
+    splits = _open_data(cfg, image_size, checkpoint.held_out(ckpt) if ckpt is not None else _held_by(pretrained, cfg))
     if ckpt is None and not batch_given:
         cfg = _batch_for(cfg, len(splits.train), d.world)
     model = _network(cfg, ckpt, pretrained, splits)
@@ -295,6 +295,19 @@ def _pretrained(cfg: TrainConfig, ckpt: dict[str, Any] | None, arch_given: bool)
     return cfg, pretrained
 
 
+def _held_by(pretrained, cfg: TrainConfig) -> list[int] | None:
+    """The val files of the run whose checkpoint ``--weights`` names, when it trained on this
+    same folder: a new run from its weights keeps them out of training too."""
+    record = getattr(pretrained, "trained_on", None)
+    if not record or not cfg.data or not isinstance(record.get("source"), str):
+        return None
+    try:
+        same = Path(record["source"]).expanduser().resolve() == Path(cfg.data).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return None
+    return checkpoint.held_out({"data": record}) if same else None
+
+
 def _open_data(cfg: TrainConfig, image_size: int, held: list[int] | None = None) -> Splits:
     """--data, checked: at least two classes, the fast paths it allows, and with --strict every file.
     ``held``: a resumed run's val files, which stay its val files."""
@@ -302,6 +315,9 @@ def _open_data(cfg: TrainConfig, image_size: int, held: list[int] | None = None)
         raise ConfigError("--data is required: 'digits' or a folder of images")
     if cfg.resize is not None and cfg.resize < image_size:
         raise ConfigError(f"--resize {cfg.resize} is smaller than the {image_size} px crop cut from it")
+    if cfg.resize is not None and cfg.resize ** 2 > cfg.max_image_pixels:
+        raise ConfigError(f"--resize {cfg.resize} makes every image {cfg.resize ** 2:,} pixels, over "
+                          f"--max-image-pixels {cfg.max_image_pixels:,}")
     if cfg.resize not in (None, image_size) and cfg.data == "digits":
         raise ConfigError("digits are upsampled whole to --image-size; drop --resize")
     splits = open_source(cfg.data, image_size, cfg.val_split, download=cfg.download, max_pixels=cfg.max_image_pixels,
@@ -406,9 +422,10 @@ def _preprocessing(cfg: TrainConfig, ckpt: dict[str, Any] | None, pretrained, sp
     if pretrained is not None:  # the input scale the weights were trained for, at this run's size
         p = pretrained.preprocess
         own = splits.preprocess  # this run's crop, and --resize
-        sized = p if p.crop == image_size and cfg.resize is None else replace(
-            Preprocess(crop=own.crop, resize=own.resize), mean=p.mean, std=p.std, normalize=p.normalize,
-            mean_image=p.mean_image)
+        sized = p if p.crop == image_size and cfg.resize is None else replace(p, crop=own.crop, resize=own.resize)
+        if p.mean_image is not None and sized.resize != p.resize:
+            raise ConfigError(f"the weights subtract a {p.resize} px mean image (normalize={p.normalize}); "
+                              f"train them at --resize {p.resize} with an --image-size of at most {p.resize}")
         base = replace(sized, lighting=cfg.lighting, flip=splits.preprocess.flip)
     caches = pipeline.open_caches(cfg, splits, base.resize, d)
     if pretrained is not None:

@@ -59,6 +59,7 @@ class Pretrained:
     arch: str = "?"  # the registered variant, where known
     display_names: dict[str, str] | None = None  # readable names where class names are ids (wnids)
     metrics: dict[str, Any] | None = None  # how well the weights did, where the file says
+    trained_on: dict[str, Any] | None = None  # a checkpoint's record of its data: source, val split, held-out files
 
     @property
     def labels(self) -> list[str]:
@@ -140,7 +141,8 @@ def _from_checkpoint(path: Path | str, ckpt: Mapping[str, Any]) -> Pretrained:
     description = f"{path} ({ckpt.get('arch', '?')}, {len(names)} classes)"
     shown = ckpt.get("display_names")
     return Pretrained(model, names, Preprocess.from_dict(ckpt["preprocess"]), description, _spec(path),
-                      ckpt.get("arch", "?"), dict(zip(names, shown)) if shown else None, checkpoint_metrics(ckpt))
+                      ckpt.get("arch", "?"), dict(zip(names, shown)) if shown else None, checkpoint_metrics(ckpt),
+                      ckpt.get("data") if isinstance(ckpt.get("data"), dict) else None)
 
 
 def checkpoint_metrics(ckpt: Mapping[str, Any]) -> dict[str, Any]:

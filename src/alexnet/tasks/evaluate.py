@@ -54,7 +54,7 @@ def evaluate_checkpoint(
     preprocess = preprocess_of(ckpt, path)
     val_split = ckpt["data"].get("val_split", 0.1) if isinstance(ckpt.get("data"), dict) else 0.1
     splits = open_source(data, preprocess.crop, val_split, preprocess=preprocess, split_required=split in ("train", "val"),
-                         held_out=checkpoint.held_out(ckpt))
+                         held_out=checkpoint.held_out(ckpt) if split in ("train", "val") else None)
     if list(splits.class_names) != list(ckpt["class_names"]):
         raise DataError(
             f"{data} has classes {_short(splits.class_names)} but {path} was trained on "
