@@ -199,7 +199,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(split_folder, tmp_path, 
     before = last.read_bytes()
     assert main(["train", "--resume", "--out", str(run), "--epochs", "3", "--save-every-steps", "1"]) == 1
     err = capsys.readouterr().err
-    assert "not finite" in err and f"the last good checkpoint is {last}" in err
+    assert "not finite" in err and f"{run / 'checkpoints' / 'best.pt'} keeps the best validated weights, {last}" in err
     assert last.read_bytes() == before  # nothing was written over it
 
 

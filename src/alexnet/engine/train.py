@@ -657,7 +657,10 @@ def _lr(optimizer: torch.optim.Optimizer) -> float:
 
 def _check_finite(totals: Totals, epoch: int, step: int, out: Path) -> None:
     if not math.isfinite(totals.loss_sum.item()):
-        last = out / "checkpoints" / "last.pt"
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
+        best, last = out / "checkpoints" / "best.pt", out / "checkpoints" / "last.pt"
+        # last.pt may hold weights already on their way out (a finite but huge loss): point to best.pt first
+        kept = (f"{best} keeps the best validated weights, {last} those saved last before this step" if best.exists()
+                else f"{last} holds the weights saved last before this step" if last.exists()
+                else "no checkpoint was written")
         raise DivergedError(f"epoch {epoch}, step {step}: the training loss is not finite; the run diverged "
                             f"(try a lower --lr or --clip-grad-norm); {kept}")
