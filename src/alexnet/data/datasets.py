@@ -413,7 +413,7 @@ def open_folder(root: Path, image_size: int, val_split: float, preprocess: Prepr
         how = f"one folder {chosen}"
         classes = full.classes
     return Splits(*splits, classes, preprocess, _describe(root, how, classes, splits), display_names(classes, root),
-                  one_folder="train" not in dirs, held_out=val_ids if "val" not in dirs else None)
+                  one_folder="train" not in dirs, held_out=val_ids)
 
 
 def open_cifar(root: Path, image_size: int, val_split: float, preprocess: Preprocess | None,

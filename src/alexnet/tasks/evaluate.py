@@ -45,10 +45,11 @@ def evaluate_checkpoint(
 
     ``split`` defaults to test where the source has one; a folder of class folders is
     scored whole (``all``); else val. ``--split val`` of a folder that was split by
-    ``--val-split`` in training is the images held out then (the checkpoint names them), so
-    its val images are the ones training never saw even if files were added or removed since. ``ten_crop``: the paper's 10-view test; ``tta``: the centre
-    crop and its mirror. Views are averaged as ``engine.loop.mean_softmax`` says. ``on_skipped(text)``
-    hears of each unreadable image as it is met.
+    ``--val-split`` in training is the images held out then (the checkpoint names them),
+    which training never saw, even if files were added or removed since. ``ten_crop``: the
+    paper's 10-view test; ``tta``: the centre crop and its mirror. Views are averaged as
+    ``engine.loop.mean_softmax`` says. ``on_skipped(text)`` hears of each unreadable image
+    as it is met.
     """
     ckpt = checkpoint.load(path)
     preprocess = preprocess_of(ckpt, path)
